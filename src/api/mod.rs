@@ -1,0 +1,304 @@
+//! The REST API (AgentPhone-compatible) and the operator endpoints, on axum.
+//!
+//! Owns routing, authentication (`Authorization: Bearer <key>`), the JSON body and pagination
+//! rules shared by every endpoint, request ids, request logging and HTTP metrics. Errors leave as
+//! one [`ApiError`] type: `{"detail": "..."}` naming the field; internal causes go to the log.
+
+mod agents;
+mod error;
+mod numbers;
+mod openapi;
+mod ops;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tower_http::timeout::TimeoutLayer;
+use tracing::Instrument;
+
+pub use error::ApiError;
+pub use openapi::ApiDoc;
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::voices::VoiceCatalogue;
+
+/// Largest accepted request body (a 32 000-character system prompt fits many times over).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Pagination bounds (PROTOCOLS.md §1).
+pub const LIMIT_DEFAULT: i64 = 20;
+pub const LIMIT_MAX: i64 = 100;
+
+/// Shared state of the HTTP layer.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Agents, numbers and keys.
+    store: Store,
+    /// The voices `voice` is validated against.
+    voices: VoiceCatalogue,
+    /// Process-wide metrics.
+    metrics: Arc<Metrics>,
+    /// False while draining (or later: at capacity); `/readyz` answers 503 then.
+    ready: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(store: Store, voices: VoiceCatalogue, metrics: Arc<Metrics>) -> Self {
+        Self { inner: Arc::new(Inner { store, voices, metrics, ready: AtomicBool::new(true) }) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn voices(&self) -> &VoiceCatalogue {
+        &self.inner.voices
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.store(ready, Ordering::SeqCst);
+    }
+}
+
+/// The whole HTTP surface: `/v1/*` (authenticated), operator endpoints and `/openapi.json`.
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let v1 = Router::new()
+        .route("/agents", post(agents::create).get(agents::list))
+        .route("/agents/voices", get(agents::voices))
+        .route("/agents/{id}", get(agents::get).patch(agents::update).delete(agents::delete))
+        .route("/agents/{id}/numbers", post(agents::attach_number))
+        .route("/agents/{id}/numbers/{number_id}", axum::routing::delete(agents::detach_number))
+        .route("/numbers", post(numbers::create).get(numbers::list))
+        .route("/numbers/{id}", get(numbers::get).patch(numbers::update).delete(numbers::delete))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi::document))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// The request id of the request being served (from `x-request-id` or newly made).
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Request id, one log line per request (method, route, status, latency; never headers or
+/// bodies, so keys and secrets stay out of logs) and HTTP metrics.
+async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| ulid::Ulid::new().to_string());
+    let method = req.method().as_str().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    let metrics = &state.inner.metrics;
+    metrics.http_requests_in_flight.inc();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    metrics.http_requests_in_flight.dec();
+    let status = resp.status().as_u16();
+    let elapsed = start.elapsed();
+    metrics.observe_http(&method, &route, status, elapsed);
+    span.in_scope(|| {
+        tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1e3, "request completed");
+    });
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// `Authorization: Bearer <key>` against the hashed keys in the store.
+async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let header = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let Some(token) = header.and_then(|h| {
+        let (scheme, rest) = h.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    }) else {
+        return ApiError::Unauthorized("missing 'Authorization: Bearer <api key>' header".into())
+            .into_response();
+    };
+    match state.store().verify_key(token).await {
+        Ok(Some(key)) => {
+            tracing::debug!(key_id = %key.id, "authenticated");
+            next.run(req).await
+        }
+        Ok(None) => ApiError::Unauthorized("invalid or revoked API key".into()).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn unknown_route(req: Request) -> ApiError {
+    ApiError::NotFound(format!("no route for {} {}", req.method(), req.uri().path()))
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let detail = format!("method {} is not allowed on {}", req.method(), req.uri().path());
+    (StatusCode::METHOD_NOT_ALLOWED, Json(serde_json::json!({ "detail": detail }))).into_response()
+}
+
+/// Parses a JSON body: malformed JSON → 400; well-formed but wrong shape, type or enum value →
+/// 422 naming the field (its JSON path).
+pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest("request body is empty; expected a JSON object".into()));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Ok(v),
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let message = inner.to_string();
+            // serde_json appends " at line L column C"; the field path is more useful.
+            let message = message.rsplit_once(" at line ").map_or(message.as_str(), |(m, _)| m);
+            match inner.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    Err(ApiError::BadRequest(format!("malformed JSON: {message}")))
+                }
+                _ if path == "." => Err(ApiError::Unprocessable(body_message(message))),
+                _ => Err(ApiError::Unprocessable(format!("{path}: {message}"))),
+            }
+        }
+    }
+}
+
+/// A top-level shape error, made readable: "missing field `name`" → "name: required field".
+fn body_message(message: &str) -> String {
+    if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+        format!("{field}: required field is missing")
+    } else if message.starts_with("invalid type") {
+        format!("body: {message}; expected a JSON object")
+    } else {
+        format!("body: {message}")
+    }
+}
+
+/// A page of a list: `{data, hasMore, total}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub has_more: bool,
+    pub total: i64,
+}
+
+impl<T> Page<T> {
+    pub fn new(data: Vec<T>, offset: i64, total: i64) -> Self {
+        let has_more = offset + (data.len() as i64) < total;
+        Self { data, has_more, total }
+    }
+}
+
+/// `limit` (1–100, default 20) and `offset` (≥ 0, default 0) from the query string.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pagination {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Pagination {
+    pub fn from_query(query: &std::collections::HashMap<String, String>) -> Result<Self, ApiError> {
+        let int = |name: &str, default: i64, min: i64, max: i64| -> Result<i64, ApiError> {
+            match query.get(name) {
+                None => Ok(default),
+                Some(v) => match v.parse::<i64>() {
+                    Ok(n) if (min..=max).contains(&n) => Ok(n),
+                    _ if max == i64::MAX => Err(ApiError::Unprocessable(format!(
+                        "{name}: must be an integer ≥ {min} (got '{v}')"
+                    ))),
+                    _ => Err(ApiError::Unprocessable(format!(
+                        "{name}: must be an integer between {min} and {max} (got '{v}')"
+                    ))),
+                },
+            }
+        };
+        Ok(Self { limit: int("limit", LIMIT_DEFAULT, 1, LIMIT_MAX)?, offset: int("offset", 0, 0, i64::MAX)? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        voice_speed: Option<f64>,
+    }
+
+    fn status(e: ApiError) -> (u16, String) {
+        (e.status().as_u16(), e.detail().to_string())
+    }
+
+    #[test]
+    fn body_errors_are_classified_and_name_the_field() {
+        let (s, d) = status(parse_body::<Body>(b"{\"name\": ").unwrap_err());
+        assert_eq!(s, 400, "{d}");
+        let (s, d) = status(parse_body::<Body>(b"").unwrap_err());
+        assert_eq!(s, 400, "{d}");
+        let (s, d) = status(parse_body::<Body>(br#"{"name":"a","voiceSpeed":"fast"}"#).unwrap_err());
+        assert_eq!((s, d.starts_with("voiceSpeed: invalid type")), (422, true), "{d}");
+        let (s, d) = status(parse_body::<Body>(b"{}").unwrap_err());
+        assert_eq!((s, d.as_str()), (422, "name: required field is missing"));
+        let (s, d) = status(parse_body::<Body>(b"[1]").unwrap_err());
+        assert_eq!(s, 422, "{d}");
+    }
+
+    #[test]
+    fn pagination_bounds() {
+        let q = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        assert_eq!(Pagination::from_query(&q(&[])).unwrap(), Pagination { limit: 20, offset: 0 });
+        assert_eq!(Pagination::from_query(&q(&[("limit", "100")])).unwrap().limit, 100);
+        for bad in ["0", "101", "x", "-1"] {
+            let e = Pagination::from_query(&q(&[("limit", bad)])).unwrap_err();
+            assert!(e.detail().starts_with("limit:"), "{}", e.detail());
+        }
+        assert!(Pagination::from_query(&q(&[("offset", "-1")])).is_err());
+        assert_eq!(Page::new(vec![1, 2], 0, 3).has_more, true);
+        assert_eq!(Page::new(vec![3], 2, 3).has_more, false);
+    }
+}

@@ -1,0 +1,196 @@
+//! Settings in two layers: [`RawConfig`] (flags and environment through clap, plus an optional
+//! TOML file) and the resolved, typed [`Config`] the server runs with.
+//!
+//! Precedence: command-line flag > environment variable > config file > built-in default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    #[default]
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+/// Raw settings as given: every field optional, validated and defaulted by [`RawConfig::resolve`].
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "SWITCHBOARD_LISTEN")]
+    pub listen: Option<String>,
+    /// Database URL: sqlite://FILE or postgres://… [default: sqlite://switchboard.db].
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Directory holding the embedded model weights [default: ./models].
+    #[arg(long, env = "SWITCHBOARD_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Log format [default: text].
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// An API key to register at start (idempotent), so scripts and tests know a valid key.
+    #[arg(long, env = "SWITCHBOARD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Seconds to let live calls and in-flight requests finish after SIGTERM [default: 30].
+    #[arg(long, env = "SWITCHBOARD_DRAIN_TIMEOUT_SECS")]
+    pub drain_timeout_secs: Option<u64>,
+    /// Seconds after which a REST request is answered 408 [default: 30].
+    #[arg(long, env = "SWITCHBOARD_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
+    /// TOML file with any of these settings (snake_case keys); flags and environment win over it.
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the HTTP/websocket listener binds.
+    pub listen: SocketAddr,
+    /// Where agents, numbers, calls and keys live.
+    pub database_url: String,
+    /// Embedded model weights (fetched by `make models`).
+    pub models_dir: PathBuf,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// A key to register at start, if any (never logged).
+    pub api_key: Option<String>,
+    /// Shutdown deadline for draining calls and requests.
+    pub drain_timeout: Duration,
+    /// Per-request deadline of the REST API.
+    pub request_timeout: Duration,
+}
+
+/// Configuration errors, each naming the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    ParseFile { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("listen: '{value}' is not a socket address like 127.0.0.1:8080")]
+    Listen { value: String },
+    #[error("{setting}: must be at least 1 second")]
+    ZeroDuration { setting: &'static str },
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://switchboard.db".to_string(),
+            models_dir: PathBuf::from("models"),
+            log_format: LogFormat::Text,
+            api_key: None,
+            drain_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RawConfig {
+    /// Reads the TOML file (if one is named) underneath these values, then fills defaults.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => Self::from_file(path)?,
+            None => RawConfig::default(),
+        };
+        let merged = self.over(file);
+        let defaults = Config::default();
+        let listen = match merged.listen {
+            Some(v) => v.parse().map_err(|_| ConfigError::Listen { value: v })?,
+            None => defaults.listen,
+        };
+        Ok(Config {
+            listen,
+            database_url: merged.database_url.unwrap_or(defaults.database_url),
+            models_dir: merged.models_dir.unwrap_or(defaults.models_dir),
+            log_format: merged.log_format.unwrap_or_default(),
+            api_key: merged.api_key.filter(|k| !k.is_empty()),
+            drain_timeout: seconds("drain_timeout_secs", merged.drain_timeout_secs, defaults.drain_timeout)?,
+            request_timeout: seconds(
+                "request_timeout_secs",
+                merged.request_timeout_secs,
+                defaults.request_timeout,
+            )?,
+        })
+    }
+
+    fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::ReadFile { path: path.to_owned(), source })?;
+        toml::from_str(&text)
+            .map_err(|source| ConfigError::ParseFile { path: path.to_owned(), source: Box::new(source) })
+    }
+
+    /// `self`'s values where set, `lower`'s otherwise.
+    fn over(self, lower: RawConfig) -> RawConfig {
+        RawConfig {
+            listen: self.listen.or(lower.listen),
+            database_url: self.database_url.or(lower.database_url),
+            models_dir: self.models_dir.or(lower.models_dir),
+            log_format: self.log_format.or(lower.log_format),
+            api_key: self.api_key.or(lower.api_key),
+            drain_timeout_secs: self.drain_timeout_secs.or(lower.drain_timeout_secs),
+            request_timeout_secs: self.request_timeout_secs.or(lower.request_timeout_secs),
+            config: self.config,
+        }
+    }
+}
+
+fn seconds(setting: &'static str, v: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(0) => Err(ConfigError::ZeroDuration { setting }),
+        Some(s) => Ok(Duration::from_secs(s)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_file_then_flags() {
+        let c = RawConfig::default().resolve().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://switchboard.db");
+        assert_eq!(c.models_dir, PathBuf::from("models"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sb.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nmodels_dir = \"/m\"\nlog_format = \"json\"\n")
+            .unwrap();
+        let raw = RawConfig {
+            config: Some(file.clone()),
+            models_dir: Some("/flag".into()),
+            ..Default::default()
+        };
+        let c = raw.resolve().unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.models_dir, PathBuf::from("/flag"));
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let e = RawConfig { listen: Some("nope".into()), ..Default::default() }.resolve().unwrap_err();
+        assert!(e.to_string().starts_with("listen:"), "{e}");
+        let e = RawConfig { drain_timeout_secs: Some(0), ..Default::default() }.resolve().unwrap_err();
+        assert!(e.to_string().contains("drain_timeout_secs"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        let e = RawConfig { config: Some(file), ..Default::default() }.resolve().unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+    }
+}

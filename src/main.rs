@@ -1,0 +1,93 @@
+//! The `switchboard` binary: parses the command line and hands over to the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use switchboard::config::RawConfig;
+use switchboard::server::{shutdown_signal, Server};
+use switchboard::store::Store;
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "Voice agent runtime for telephony media websockets")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (REST API, operator endpoints, media websockets).
+    Serve(RawConfig),
+    /// Manage API keys (stored hashed; a new key is printed once).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+        /// Database URL [default: sqlite://switchboard.db].
+        #[arg(long, env = "DATABASE_URL", global = true)]
+        database_url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key and print it (only this once).
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List keys: id, name, visible prefix, created, revoked.
+    List,
+    /// Revoke a key by id; requests with it are refused from then on.
+    Revoke { id: String },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve(raw) => serve(raw).await,
+        Command::Keys { action, database_url } => keys(action, database_url).await,
+    }
+}
+
+async fn serve(raw: RawConfig) -> anyhow::Result<()> {
+    let config = raw.resolve()?;
+    switchboard::logging::init(config.log_format);
+    let listen = config.listen;
+    let (server, created) = Server::prepare(config).await.context("start-up failed")?;
+    if let Some(new) = created {
+        // Printed to stdout once, on purpose; it is never logged.
+        println!("No API key existed, so one was created. It is shown only this once:\n\n  {}\n", new.secret);
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    server.run(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn keys(action: KeysAction, database_url: Option<String>) -> anyhow::Result<()> {
+    let url = database_url.unwrap_or_else(|| switchboard::config::Config::default().database_url);
+    let store = Store::connect(&url).await?;
+    match action {
+        KeysAction::Create { name } => {
+            let new = store.create_key(name.as_deref()).await?;
+            eprintln!("created key {} — store it now, it is not shown again:", new.key.id);
+            println!("{}", new.secret);
+        }
+        KeysAction::List => {
+            for k in store.list_keys().await? {
+                println!(
+                    "{}\t{}\t{}…\t{}\t{}",
+                    k.id,
+                    k.name.as_deref().unwrap_or("-"),
+                    k.prefix,
+                    k.created_at,
+                    k.revoked_at.as_deref().map_or("active".to_string(), |t| format!("revoked {t}"))
+                );
+            }
+        }
+        KeysAction::Revoke { id } => {
+            store.revoke_key(&id).await?;
+            println!("revoked {id}");
+        }
+    }
+    store.close().await;
+    Ok(())
+}

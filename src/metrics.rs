@@ -1,0 +1,121 @@
+//! Typed metrics and their Prometheus text exposition (`GET /metrics`).
+//!
+//! Names follow Prometheus conventions under `switchboard_*`: seconds, `_total` counters,
+//! histograms with buckets chosen for voice (10 ms … 10 s). Later stages add their own families
+//! here, so every metric the process exports is declared in this one file.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Latency buckets (seconds) for request and voice-path timings: 1 ms … 10 s.
+pub const LATENCY_BUCKETS_SECONDS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 2.0, 5.0, 10.0];
+
+/// Labels of an HTTP request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    /// The route template (`/v1/agents/{id}`), never the raw path, to bound cardinality.
+    pub route: String,
+    pub status: String,
+}
+
+/// Labels of an HTTP latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS_SECONDS.iter().copied())
+}
+
+/// All metrics of the process.
+pub struct Metrics {
+    registry: Registry,
+    /// REST requests by method, route and status.
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// REST request latency by method and route.
+    pub http_request_duration: HistogramFamily<RouteLabels>,
+    /// REST requests being served right now.
+    pub http_requests_in_flight: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("switchboard");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register("http_requests", "REST requests by method, route and status", http_requests.clone());
+        let http_request_duration: HistogramFamily<RouteLabels> =
+            Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register_with_unit(
+            "http_request_duration",
+            "REST request latency by method and route",
+            prometheus_client::registry::Unit::Seconds,
+            http_request_duration.clone(),
+        );
+        let http_requests_in_flight = Gauge::default();
+        registry.register(
+            "http_requests_in_flight",
+            "REST requests being served right now",
+            http_requests_in_flight.clone(),
+        );
+        Self { registry, http_requests, http_request_duration, http_requests_in_flight }
+    }
+
+    /// Records one finished REST request.
+    pub fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                method: method.to_string(),
+                route: route.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+        self.http_request_duration
+            .get_or_create(&RouteLabels { method: method.to_string(), route: route.to_string() })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_counters_and_histograms_with_units() {
+        let m = Metrics::new();
+        m.observe_http("GET", "/v1/agents", 200, Duration::from_millis(3));
+        m.observe_http("GET", "/v1/agents", 200, Duration::from_millis(30));
+        let text = m.encode();
+        assert!(
+            text.contains(r#"switchboard_http_requests_total{method="GET",route="/v1/agents",status="200"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains("switchboard_http_request_duration_seconds_bucket"), "{text}");
+        assert!(text.contains(r#"{le="0.005",method="GET",route="/v1/agents"} 1"#), "{text}");
+    }
+}

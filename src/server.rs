@@ -1,0 +1,133 @@
+//! Binds the HTTP listener, owns start-up (database, migrations, API-key bootstrap) and the
+//! two-phase shutdown: on the signal, readiness turns false and live work is given the drain
+//! deadline to finish; then the listener stops accepting, in-flight requests complete, and
+//! whatever is still open at the deadline is dropped.
+
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::{NewKey, Store, StoreError};
+use crate::voices::VoiceCatalogue;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("server i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A prepared server: database open and migrated, keys bootstrapped, router built.
+pub struct Server {
+    config: Config,
+    state: AppState,
+}
+
+impl Server {
+    /// Opens the store, registers `config.api_key` if given, and creates a first key when none
+    /// exists at all (returned so the caller can show it once).
+    pub async fn prepare(config: Config) -> Result<(Self, Option<NewKey>), ServerError> {
+        let store = Store::connect(&config.database_url).await?;
+        if let Some(secret) = &config.api_key {
+            let key = store.register_key(secret, Some("SWITCHBOARD_API_KEY")).await?;
+            if key.revoked_at.is_some() {
+                tracing::warn!(key_id = %key.id, "SWITCHBOARD_API_KEY names a revoked key; it will be refused");
+            }
+        }
+        let created = if store.count_active_keys().await? == 0 {
+            Some(store.create_key(Some("initial")).await?)
+        } else {
+            None
+        };
+        let voices = VoiceCatalogue::for_models_dir(&config.models_dir);
+        let state = AppState::new(store, voices, Arc::new(Metrics::new()));
+        Ok((Self { config, state }, created))
+    }
+
+    /// The HTTP state (tests use it to reach the store).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains within `config.drain_timeout`.
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let addr = listener.local_addr()?;
+        let app = api::router(self.state.clone(), self.config.request_timeout);
+        let stop_accepting = CancellationToken::new();
+        let serve = axum::serve(listener, app)
+            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
+            .into_future();
+        let mut serve = tokio::spawn(serve);
+        tracing::info!(%addr, "switchboard listening");
+
+        tokio::select! {
+            res = &mut serve => {
+                // The server ended by itself: an accept-loop error.
+                self.state.store().close().await;
+                return flatten(res);
+            }
+            () = shutdown => {}
+        }
+
+        let deadline = Instant::now() + self.config.drain_timeout;
+        self.state.set_ready(false);
+        tracing::info!(drain_timeout_s = self.config.drain_timeout.as_secs(), "draining: readiness off");
+        // Phase 1 (live calls finishing) is hung here by the media plane.
+        // Phase 2: stop accepting; in-flight requests complete; idle connections close.
+        stop_accepting.cancel();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let result = match tokio::time::timeout(left, &mut serve).await {
+            Ok(res) => flatten(res),
+            Err(_) => {
+                tracing::warn!("drain deadline passed; dropping the connections still open");
+                serve.abort();
+                Ok(())
+            }
+        };
+        self.state.store().close().await;
+        tracing::info!("switchboard stopped");
+        result
+    }
+}
+
+fn flatten(res: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), ServerError> {
+    match res {
+        Ok(r) => Ok(r?),
+        Err(e) => Err(ServerError::Io(std::io::Error::other(e))),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
