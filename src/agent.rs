@@ -85,12 +85,11 @@ wire_enum!(
 /// BCP-47 languages an agent may speak (PROTOCOLS.md §1).
 pub const LANGUAGES: &[&str] = &[
     "af-ZA", "ar-SA", "az-AZ", "bg-BG", "bs-BA", "ca-ES", "cs-CZ", "cy-GB", "da-DK", "de-DE", "el-GR",
-    "en-AU", "en-GB", "en-IN", "en-NZ", "en-US", "es-419", "es-ES", "fa-IR", "fi-FI", "fil-PH",
-    "fr-CA", "fr-FR", "gl-ES", "he-IL", "hi-IN", "hr-HR", "hu-HU", "hy-AM", "id-ID", "is-IS",
-    "it-IT", "ja-JP", "kk-KZ", "kn-IN", "ko-KR", "lt-LT", "lv-LV", "mk-MK", "mr-IN", "ms-MY",
-    "ne-NP", "nl-BE", "nl-NL", "no-NO", "pl-PL", "pt-BR", "pt-PT", "ro-RO", "ru-RU", "sk-SK",
-    "sl-SI", "sr-RS", "sv-SE", "sw-KE", "ta-IN", "th-TH", "tr-TR", "uk-UA", "ur-IN", "vi-VN",
-    "yue-CN", "zh-CN",
+    "en-AU", "en-GB", "en-IN", "en-NZ", "en-US", "es-419", "es-ES", "fa-IR", "fi-FI", "fil-PH", "fr-CA",
+    "fr-FR", "gl-ES", "he-IL", "hi-IN", "hr-HR", "hu-HU", "hy-AM", "id-ID", "is-IS", "it-IT", "ja-JP",
+    "kk-KZ", "kn-IN", "ko-KR", "lt-LT", "lv-LV", "mk-MK", "mr-IN", "ms-MY", "ne-NP", "nl-BE", "nl-NL",
+    "no-NO", "pl-PL", "pt-BR", "pt-PT", "ro-RO", "ru-RU", "sk-SK", "sl-SI", "sr-RS", "sv-SE", "sw-KE",
+    "ta-IN", "th-TH", "tr-TR", "uk-UA", "ur-IN", "vi-VN", "yue-CN", "zh-CN",
 ];
 
 /// Limits and defaults of the numeric and text fields.
@@ -351,11 +350,7 @@ impl AgentConfig {
         check_len("description", self.description.as_deref(), DESCRIPTION_MAX_CHARS)?;
         check_len("systemPrompt", self.system_prompt.as_deref(), SYSTEM_PROMPT_MAX_CHARS)?;
         check_len("beginMessage", self.begin_message.as_deref(), BEGIN_MESSAGE_MAX_CHARS)?;
-        check_len(
-            "voicemailMessage",
-            self.voicemail_message.as_deref(),
-            VOICEMAIL_MESSAGE_MAX_CHARS,
-        )?;
+        check_len("voicemailMessage", self.voicemail_message.as_deref(), VOICEMAIL_MESSAGE_MAX_CHARS)?;
         if voices.get(&self.voice).is_none() {
             return Err(FieldError::new(
                 "voice",
@@ -425,9 +420,7 @@ fn check_range(field: &'static str, v: f64, min: f64, max: f64) -> Result<(), Fi
 /// E.164: a `+` followed by 8–15 digits, the first not zero.
 pub fn is_e164(s: &str) -> bool {
     let Some(digits) = s.strip_prefix('+') else { return false };
-    (8..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
+    (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
 }
 
 #[cfg(test)]

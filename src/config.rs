@@ -170,11 +170,8 @@ mod tests {
         let file = dir.path().join("sb.toml");
         std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nmodels_dir = \"/m\"\nlog_format = \"json\"\n")
             .unwrap();
-        let raw = RawConfig {
-            config: Some(file.clone()),
-            models_dir: Some("/flag".into()),
-            ..Default::default()
-        };
+        let raw =
+            RawConfig { config: Some(file.clone()), models_dir: Some("/flag".into()), ..Default::default() };
         let c = raw.resolve().unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(c.models_dir, PathBuf::from("/flag"));

@@ -57,7 +57,8 @@ async fn serve(raw: RawConfig) -> anyhow::Result<()> {
         // Printed to stdout once, on purpose; it is never logged.
         println!("No API key existed, so one was created. It is shown only this once:\n\n  {}\n", new.secret);
     }
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     server.run(listener, shutdown_signal()).await?;
     Ok(())
 }

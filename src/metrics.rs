@@ -60,7 +60,11 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("switchboard");
         let http_requests = Family::<HttpLabels, Counter>::default();
-        registry.register("http_requests", "REST requests by method, route and status", http_requests.clone());
+        registry.register(
+            "http_requests",
+            "REST requests by method, route and status",
+            http_requests.clone(),
+        );
         let http_request_duration: HistogramFamily<RouteLabels> =
             Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register_with_unit(
@@ -112,7 +116,9 @@ mod tests {
         m.observe_http("GET", "/v1/agents", 200, Duration::from_millis(30));
         let text = m.encode();
         assert!(
-            text.contains(r#"switchboard_http_requests_total{method="GET",route="/v1/agents",status="200"} 2"#),
+            text.contains(
+                r#"switchboard_http_requests_total{method="GET",route="/v1/agents",status="200"} 2"#
+            ),
             "{text}"
         );
         assert!(text.contains("switchboard_http_request_duration_seconds_bucket"), "{text}");

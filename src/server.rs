@@ -57,7 +57,11 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then drains within `config.drain_timeout`.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServerError> {
         let addr = listener.local_addr()?;
         let app = api::router(self.state.clone(), self.config.request_timeout);
         let stop_accepting = CancellationToken::new();

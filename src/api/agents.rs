@@ -126,7 +126,10 @@ pub struct Deleted {
 
 #[utoipa::path(post, path = "/v1/agents", tag = "agents", request_body = AgentCreate,
     responses((status = 201, body = AgentOut), (status = 400), (status = 401), (status = 422)))]
-pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<AgentOut>), ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<AgentOut>), ApiError> {
     let req: AgentCreate = parse_body(&body)?;
     let config = AgentConfig::create(req, state.voices())?;
     let agent = state.store().create_agent(config).await?;
@@ -180,7 +183,10 @@ pub async fn update(
 
 #[utoipa::path(delete, path = "/v1/agents/{id}", tag = "agents", params(("id" = String, Path)),
     responses((status = 200, body = Deleted), (status = 401), (status = 404)))]
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Deleted>, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Deleted>, ApiError> {
     state.store().delete_agent(&id).await?;
     tracing::info!(agent_id = %id, "agent deleted");
     Ok(Json(Deleted { id, deleted: true }))

@@ -79,7 +79,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { .. } => Self::NotFound(e.to_string()),
             StoreError::Conflict(msg) => Self::Conflict(msg),
-            StoreError::Stale => Self::Conflict("the resource changed while it was being updated; retry".into()),
+            StoreError::Stale => {
+                Self::Conflict("the resource changed while it was being updated; retry".into())
+            }
             StoreError::Database(sqlx::Error::PoolTimedOut) => {
                 Self::Unavailable("the database is busy; retry shortly".into())
             }

@@ -175,38 +175,35 @@ async fn method_not_allowed(req: Request) -> Response {
     (StatusCode::METHOD_NOT_ALLOWED, Json(serde_json::json!({ "detail": detail }))).into_response()
 }
 
-/// Parses a JSON body: malformed JSON → 400; well-formed but wrong shape, type or enum value →
-/// 422 naming the field (its JSON path).
+/// Parses a JSON body: malformed JSON → 400; anything but an object, or a wrong shape, type or
+/// enum value → 422 naming the field (its JSON path).
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest("request body is empty; expected a JSON object".into()));
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => Ok(v),
-        Err(err) => {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            let message = inner.to_string();
-            // serde_json appends " at line L column C"; the field path is more useful.
-            let message = message.rsplit_once(" at line ").map_or(message.as_str(), |(m, _)| m);
-            match inner.classify() {
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                    Err(ApiError::BadRequest(format!("malformed JSON: {message}")))
-                }
-                _ if path == "." => Err(ApiError::Unprocessable(body_message(message))),
-                _ => Err(ApiError::Unprocessable(format!("{path}: {message}"))),
-            }
-        }
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        let message = e.to_string();
+        // serde_json appends " at line L column C"; keep it — it locates the syntax error.
+        ApiError::BadRequest(format!("malformed JSON: {message}"))
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::Unprocessable("body: expected a JSON object".into()));
     }
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|err| {
+        let path = err.path().to_string();
+        let message = err.into_inner().to_string();
+        if path == "." {
+            ApiError::Unprocessable(body_message(&message))
+        } else {
+            ApiError::Unprocessable(format!("{path}: {message}"))
+        }
+    })
 }
 
 /// A top-level shape error, made readable: "missing field `name`" → "name: required field".
 fn body_message(message: &str) -> String {
     if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
         format!("{field}: required field is missing")
-    } else if message.starts_with("invalid type") {
-        format!("body: {message}; expected a JSON object")
     } else {
         format!("body: {message}")
     }
@@ -298,7 +295,7 @@ mod tests {
             assert!(e.detail().starts_with("limit:"), "{}", e.detail());
         }
         assert!(Pagination::from_query(&q(&[("offset", "-1")])).is_err());
-        assert_eq!(Page::new(vec![1, 2], 0, 3).has_more, true);
-        assert_eq!(Page::new(vec![3], 2, 3).has_more, false);
+        assert!(Page::new(vec![1, 2], 0, 3).has_more);
+        assert!(!Page::new(vec![3], 2, 3).has_more);
     }
 }

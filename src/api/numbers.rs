@@ -78,7 +78,9 @@ fn check_phone(v: &str) -> Result<(), ApiError> {
     if is_e164(v) {
         Ok(())
     } else {
-        Err(ApiError::Unprocessable(format!("phoneNumber: '{v}' is not an E.164 number ('+' then 8–15 digits)")))
+        Err(ApiError::Unprocessable(format!(
+            "phoneNumber: '{v}' is not an E.164 number ('+' then 8–15 digits)"
+        )))
     }
 }
 
@@ -94,30 +96,77 @@ fn check_country(v: &str) -> Result<String, ApiError> {
 /// where the NANP default of the AgentPhone API applies).
 fn country_of(e164: &str) -> Option<&'static str> {
     const CODES: &[(&str, &str)] = &[
-        ("+1", "US"), ("+7", "RU"), ("+20", "EG"), ("+27", "ZA"), ("+30", "GR"), ("+31", "NL"),
-        ("+32", "BE"), ("+33", "FR"), ("+34", "ES"), ("+36", "HU"), ("+39", "IT"), ("+40", "RO"),
-        ("+41", "CH"), ("+43", "AT"), ("+44", "GB"), ("+45", "DK"), ("+46", "SE"), ("+47", "NO"),
-        ("+48", "PL"), ("+49", "DE"), ("+51", "PE"), ("+52", "MX"), ("+54", "AR"), ("+55", "BR"),
-        ("+56", "CL"), ("+57", "CO"), ("+60", "MY"), ("+61", "AU"), ("+62", "ID"), ("+63", "PH"),
-        ("+64", "NZ"), ("+65", "SG"), ("+66", "TH"), ("+81", "JP"), ("+82", "KR"), ("+84", "VN"),
-        ("+86", "CN"), ("+90", "TR"), ("+91", "IN"), ("+92", "PK"), ("+351", "PT"), ("+353", "IE"),
-        ("+358", "FI"), ("+420", "CZ"), ("+972", "IL"), ("+971", "AE"), ("+966", "SA"),
+        ("+1", "US"),
+        ("+7", "RU"),
+        ("+20", "EG"),
+        ("+27", "ZA"),
+        ("+30", "GR"),
+        ("+31", "NL"),
+        ("+32", "BE"),
+        ("+33", "FR"),
+        ("+34", "ES"),
+        ("+36", "HU"),
+        ("+39", "IT"),
+        ("+40", "RO"),
+        ("+41", "CH"),
+        ("+43", "AT"),
+        ("+44", "GB"),
+        ("+45", "DK"),
+        ("+46", "SE"),
+        ("+47", "NO"),
+        ("+48", "PL"),
+        ("+49", "DE"),
+        ("+51", "PE"),
+        ("+52", "MX"),
+        ("+54", "AR"),
+        ("+55", "BR"),
+        ("+56", "CL"),
+        ("+57", "CO"),
+        ("+60", "MY"),
+        ("+61", "AU"),
+        ("+62", "ID"),
+        ("+63", "PH"),
+        ("+64", "NZ"),
+        ("+65", "SG"),
+        ("+66", "TH"),
+        ("+81", "JP"),
+        ("+82", "KR"),
+        ("+84", "VN"),
+        ("+86", "CN"),
+        ("+90", "TR"),
+        ("+91", "IN"),
+        ("+92", "PK"),
+        ("+351", "PT"),
+        ("+353", "IE"),
+        ("+358", "FI"),
+        ("+420", "CZ"),
+        ("+972", "IL"),
+        ("+971", "AE"),
+        ("+966", "SA"),
     ];
     // Longest matching prefix wins (+351 before +3…).
-    CODES.iter().filter(|(code, _)| e164.starts_with(code)).max_by_key(|(code, _)| code.len()).map(|(_, c)| *c)
+    CODES
+        .iter()
+        .filter(|(code, _)| e164.starts_with(code))
+        .max_by_key(|(code, _)| code.len())
+        .map(|(_, c)| *c)
 }
 
 #[utoipa::path(post, path = "/v1/numbers", tag = "numbers", request_body = NumberCreate,
     responses((status = 201, body = NumberOut), (status = 400), (status = 401), (status = 404),
               (status = 409), (status = 422)))]
-pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<NumberOut>), ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<NumberOut>), ApiError> {
     let req: NumberCreate = parse_body(&body)?;
     check_phone(&req.phone_number)?;
     let country = match req.country.as_deref() {
         Some(c) => Some(check_country(c)?),
         None => country_of(&req.phone_number).map(str::to_string),
     };
-    let number = state.store().create_number(&req.phone_number, country.as_deref(), req.agent_id.as_deref()).await?;
+    let number =
+        state.store().create_number(&req.phone_number, country.as_deref(), req.agent_id.as_deref()).await?;
     tracing::info!(number_id = %number.id, "number registered");
     Ok((StatusCode::CREATED, Json(number.into())))
 }
@@ -169,7 +218,10 @@ pub async fn update(
 
 #[utoipa::path(delete, path = "/v1/numbers/{id}", tag = "numbers", params(("id" = String, Path)),
     responses((status = 200, body = Deleted), (status = 401), (status = 404)))]
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Deleted>, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Deleted>, ApiError> {
     state.store().delete_number(&id).await?;
     tracing::info!(number_id = %id, "number deleted");
     Ok(Json(Deleted { id, deleted: true }))

@@ -75,9 +75,7 @@ impl Store {
 
     /// Newest first. Returns the page and the total count.
     pub async fn list_agents(&self, limit: i64, offset: i64) -> Result<(Vec<Agent>, i64)> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agents")
-            .fetch_one(&self.pool)
-            .await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agents").fetch_one(&self.pool).await?;
         let rows = sqlx::query(&format!(
             "SELECT {AGENT_COLUMNS} FROM agents ORDER BY created_at DESC, id DESC \
              LIMIT $1 OFFSET $2"
@@ -202,7 +200,6 @@ fn agent_from_row(row: &AnyRow) -> Result<Agent> {
 /// Decodes a text column holding a wire enum value.
 fn wire_enum<T>(row: &AnyRow, col: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
     let v: String = row.try_get(col)?;
-    parse(&v).ok_or_else(|| {
-        StoreError::Database(sqlx::Error::Decode(format!("agents.{col} holds '{v}'").into()))
-    })
+    parse(&v)
+        .ok_or_else(|| StoreError::Database(sqlx::Error::Decode(format!("agents.{col} holds '{v}'").into())))
 }

@@ -118,9 +118,16 @@ pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>> {
         .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))
 }
 
-/// A new opaque id: a prefix and a ULID (time-ordered, 26 characters).
+/// A new opaque id: a prefix and a ULID (26 characters), monotonic within this process so ids
+/// made in the same millisecond still sort in creation order.
 pub(crate) fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase())
+    static GENERATOR: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
+    // `Ulid::default()` is the nil id, so fall back explicitly to a fresh random one.
+    let ulid = match GENERATOR.lock().ok().and_then(|mut g| g.generate().ok()) {
+        Some(u) => u,
+        None => ulid::Ulid::new(),
+    };
+    format!("{prefix}_{}", ulid.to_string().to_lowercase())
 }
 
 /// Is this a unique-constraint violation (mapped to 409)?
@@ -146,9 +153,11 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_prefixed_and_time_text_round_trips() {
+    fn ids_are_prefixed_monotonic_and_time_text_round_trips() {
         let id = new_id("agt");
         assert!(id.starts_with("agt_") && id.len() == 30, "{id}");
+        let ids: Vec<String> = (0..1000).map(|_| new_id("x")).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids sort in creation order");
         let t = now_text();
         assert_eq!(fmt_time(parse_time(&t).unwrap()), t);
     }

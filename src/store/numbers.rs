@@ -6,8 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{
-    is_foreign_key_violation, is_unique_violation, new_id, now_text, parse_time, Result, Store,
-    StoreError,
+    is_foreign_key_violation, is_unique_violation, new_id, now_text, parse_time, Result, Store, StoreError,
 };
 
 /// A registered E.164 line this deployment answers.
@@ -106,20 +105,17 @@ impl Store {
 
     /// The number row for an E.164 string, if registered (incoming calls look it up).
     pub async fn find_number(&self, phone_number: &str) -> Result<Option<PhoneNumber>> {
-        let row = sqlx::query(&format!(
-            "SELECT {NUMBER_COLUMNS} FROM phone_numbers WHERE phone_number = $1"
-        ))
-        .bind(phone_number)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(&format!("SELECT {NUMBER_COLUMNS} FROM phone_numbers WHERE phone_number = $1"))
+            .bind(phone_number)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(PhoneNumber::from_row).transpose()
     }
 
     /// Newest first. Returns the page and the total count.
     pub async fn list_numbers(&self, limit: i64, offset: i64) -> Result<(Vec<PhoneNumber>, i64)> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM phone_numbers")
-            .fetch_one(&self.pool)
-            .await?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM phone_numbers").fetch_one(&self.pool).await?;
         let rows = sqlx::query(&format!(
             "SELECT {NUMBER_COLUMNS} FROM phone_numbers ORDER BY created_at DESC, id DESC \
              LIMIT $1 OFFSET $2"
