@@ -45,6 +45,46 @@ pub struct RawConfig {
     /// Seconds after which a REST request is answered 408 [default: 30].
     #[arg(long, env = "SWITCHBOARD_REQUEST_TIMEOUT_SECS")]
     pub request_timeout_secs: Option<u64>,
+    /// Public base URL gateways reach this server at (e.g. https://voice.example.com); used in
+    /// TwiML/TeXML/NCCO/XML answers. Default: taken from the request's Host header.
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Most concurrent calls; more are refused with a close reason [default: 1000].
+    #[arg(long, env = "SWITCHBOARD_MAX_CALLS")]
+    pub max_calls: Option<usize>,
+    /// Seconds a media token minted by an answer endpoint stays valid [default: 60].
+    #[arg(long, env = "SWITCHBOARD_MEDIA_TOKEN_TTL_SECS")]
+    pub media_token_ttl_secs: Option<u64>,
+    /// Twilio Account SID for REST call control (hang-up, transfer).
+    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+    /// Twilio auth token: REST call control and X-Twilio-Signature checks.
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<String>,
+    /// Twilio REST base URL [default: https://api.twilio.com].
+    #[arg(long, env = "TWILIO_API_BASE")]
+    pub twilio_api_base: Option<String>,
+    /// Telnyx API key for Call Control (hang-up, transfer).
+    #[arg(long, env = "TELNYX_API_KEY", hide_env_values = true)]
+    pub telnyx_api_key: Option<String>,
+    /// Telnyx REST base URL [default: https://api.telnyx.com].
+    #[arg(long, env = "TELNYX_API_BASE")]
+    pub telnyx_api_base: Option<String>,
+    /// Plivo Auth ID for REST call control.
+    #[arg(long, env = "PLIVO_AUTH_ID")]
+    pub plivo_auth_id: Option<String>,
+    /// Plivo auth token.
+    #[arg(long, env = "PLIVO_AUTH_TOKEN", hide_env_values = true)]
+    pub plivo_auth_token: Option<String>,
+    /// Plivo REST base URL [default: https://api.plivo.com].
+    #[arg(long, env = "PLIVO_API_BASE")]
+    pub plivo_api_base: Option<String>,
+    /// Vonage application JWT (bearer) for Voice API call control.
+    #[arg(long, env = "VONAGE_JWT", hide_env_values = true)]
+    pub vonage_jwt: Option<String>,
+    /// Vonage REST base URL [default: https://api.nexmo.com].
+    #[arg(long, env = "VONAGE_API_BASE")]
+    pub vonage_api_base: Option<String>,
     /// TOML file with any of these settings (snake_case keys); flags and environment win over it.
     #[arg(long, env = "SWITCHBOARD_CONFIG")]
     #[serde(skip)]
@@ -68,6 +108,47 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Per-request deadline of the REST API.
     pub request_timeout: Duration,
+    /// Public base URL for gateway answers (no trailing slash); `None` = from the Host header.
+    pub public_url: Option<String>,
+    /// Admission cap on concurrent calls.
+    pub max_calls: usize,
+    /// Lifetime of media tokens minted by answer endpoints.
+    pub media_token_ttl: Duration,
+    /// Gateway REST credentials and base URLs (call control, signatures).
+    pub gateways: GatewayConfig,
+}
+
+/// Credentials and base URLs of the telephony gateways' REST APIs. Base URLs are settable so
+/// tests can point them at a local server.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub twilio_account_sid: Option<String>,
+    pub twilio_auth_token: Option<String>,
+    pub twilio_api_base: String,
+    pub telnyx_api_key: Option<String>,
+    pub telnyx_api_base: String,
+    pub plivo_auth_id: Option<String>,
+    pub plivo_auth_token: Option<String>,
+    pub plivo_api_base: String,
+    pub vonage_jwt: Option<String>,
+    pub vonage_api_base: String,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            twilio_account_sid: None,
+            twilio_auth_token: None,
+            twilio_api_base: "https://api.twilio.com".into(),
+            telnyx_api_key: None,
+            telnyx_api_base: "https://api.telnyx.com".into(),
+            plivo_auth_id: None,
+            plivo_auth_token: None,
+            plivo_api_base: "https://api.plivo.com".into(),
+            vonage_jwt: None,
+            vonage_api_base: "https://api.nexmo.com".into(),
+        }
+    }
 }
 
 /// Configuration errors, each naming the setting.
@@ -81,6 +162,8 @@ pub enum ConfigError {
     Listen { value: String },
     #[error("{setting}: must be at least 1 second")]
     ZeroDuration { setting: &'static str },
+    #[error("max_calls: must be at least 1")]
+    ZeroCalls,
 }
 
 impl Default for Config {
@@ -93,6 +176,10 @@ impl Default for Config {
             api_key: None,
             drain_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
+            public_url: None,
+            max_calls: 1000,
+            media_token_ttl: Duration::from_secs(60),
+            gateways: GatewayConfig::default(),
         }
     }
 }
@@ -122,6 +209,32 @@ impl RawConfig {
                 merged.request_timeout_secs,
                 defaults.request_timeout,
             )?,
+            public_url: merged.public_url.map(|u| u.trim_end_matches('/').to_string()),
+            max_calls: match merged.max_calls {
+                Some(0) => return Err(ConfigError::ZeroCalls),
+                Some(n) => n,
+                None => defaults.max_calls,
+            },
+            media_token_ttl: seconds(
+                "media_token_ttl_secs",
+                merged.media_token_ttl_secs,
+                defaults.media_token_ttl,
+            )?,
+            gateways: {
+                let d = GatewayConfig::default();
+                GatewayConfig {
+                    twilio_account_sid: merged.twilio_account_sid,
+                    twilio_auth_token: merged.twilio_auth_token,
+                    twilio_api_base: merged.twilio_api_base.unwrap_or(d.twilio_api_base),
+                    telnyx_api_key: merged.telnyx_api_key,
+                    telnyx_api_base: merged.telnyx_api_base.unwrap_or(d.telnyx_api_base),
+                    plivo_auth_id: merged.plivo_auth_id,
+                    plivo_auth_token: merged.plivo_auth_token,
+                    plivo_api_base: merged.plivo_api_base.unwrap_or(d.plivo_api_base),
+                    vonage_jwt: merged.vonage_jwt,
+                    vonage_api_base: merged.vonage_api_base.unwrap_or(d.vonage_api_base),
+                }
+            },
         })
     }
 
@@ -142,6 +255,19 @@ impl RawConfig {
             api_key: self.api_key.or(lower.api_key),
             drain_timeout_secs: self.drain_timeout_secs.or(lower.drain_timeout_secs),
             request_timeout_secs: self.request_timeout_secs.or(lower.request_timeout_secs),
+            public_url: self.public_url.or(lower.public_url),
+            max_calls: self.max_calls.or(lower.max_calls),
+            media_token_ttl_secs: self.media_token_ttl_secs.or(lower.media_token_ttl_secs),
+            twilio_account_sid: self.twilio_account_sid.or(lower.twilio_account_sid),
+            twilio_auth_token: self.twilio_auth_token.or(lower.twilio_auth_token),
+            twilio_api_base: self.twilio_api_base.or(lower.twilio_api_base),
+            telnyx_api_key: self.telnyx_api_key.or(lower.telnyx_api_key),
+            telnyx_api_base: self.telnyx_api_base.or(lower.telnyx_api_base),
+            plivo_auth_id: self.plivo_auth_id.or(lower.plivo_auth_id),
+            plivo_auth_token: self.plivo_auth_token.or(lower.plivo_auth_token),
+            plivo_api_base: self.plivo_api_base.or(lower.plivo_api_base),
+            vonage_jwt: self.vonage_jwt.or(lower.vonage_jwt),
+            vonage_api_base: self.vonage_api_base.or(lower.vonage_api_base),
             config: self.config,
         }
     }

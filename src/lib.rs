@@ -22,9 +22,12 @@
 
 pub mod agent;
 pub mod api;
+pub mod audio;
+pub mod call;
 pub mod config;
 pub mod logging;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod transport;
 pub mod voices;

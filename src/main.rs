@@ -14,6 +14,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start-up: the size of the `serve` settings does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the server (REST API, operator endpoints, media websockets).
     Serve(RawConfig),

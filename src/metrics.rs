@@ -17,6 +17,27 @@ use prometheus_client::registry::Registry;
 pub const LATENCY_BUCKETS_SECONDS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 2.0, 5.0, 10.0];
 
+/// Per-frame processing buckets (seconds): 1 µs … 10 ms.
+pub const FRAME_BUCKETS_SECONDS: &[f64] =
+    &[1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2];
+
+/// Labels of the call counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// `twilio`, `telnyx`, `vonage`, `plivo`, `native`.
+    pub transport: String,
+    /// `completed`, `failed`, `refused`, `rejected` (bad start/auth).
+    pub outcome: String,
+}
+
+/// Labels of the frame-drop counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// `ingress` (caller audio into the listener), `egress` (frames to the socket),
+    /// `playout` (speech waiting to be played), `invalid` (undecodable payloads).
+    pub queue: String,
+}
+
 /// Labels of an HTTP request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -48,6 +69,20 @@ pub struct Metrics {
     pub http_request_duration: HistogramFamily<RouteLabels>,
     /// REST requests being served right now.
     pub http_requests_in_flight: Gauge,
+    /// Calls live on this node.
+    pub calls_active: Gauge,
+    /// Calls by transport and outcome.
+    pub calls: Family<CallLabels, Counter>,
+    /// Audio frames received from gateways.
+    pub frames_in: Counter,
+    /// Audio frames sent to gateways.
+    pub frames_out: Counter,
+    /// Frames dropped, by queue.
+    pub frames_dropped: Family<QueueLabels, Counter>,
+    /// Outbound frames that left more than half a frame after their deadline.
+    pub playout_late_frames: Counter,
+    /// Time to process one inbound frame (decode, resample, listener stages).
+    pub frame_processing: Histogram,
 }
 
 impl Default for Metrics {
@@ -79,7 +114,54 @@ impl Metrics {
             "REST requests being served right now",
             http_requests_in_flight.clone(),
         );
-        Self { registry, http_requests, http_request_duration, http_requests_in_flight }
+        let calls_active = Gauge::default();
+        registry.register("calls_active", "Calls live on this node", calls_active.clone());
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register("calls", "Calls by transport and outcome", calls.clone());
+        let frames_in = Counter::default();
+        registry.register("frames_in", "Audio frames received from gateways", frames_in.clone());
+        let frames_out = Counter::default();
+        registry.register("frames_out", "Audio frames sent to gateways", frames_out.clone());
+        let frames_dropped = Family::<QueueLabels, Counter>::default();
+        registry.register("frames_dropped", "Audio frames dropped, by queue", frames_dropped.clone());
+        let playout_late_frames = Counter::default();
+        registry.register(
+            "playout_late_frames",
+            "Outbound frames sent more than half a frame after their deadline",
+            playout_late_frames.clone(),
+        );
+        let frame_processing = Histogram::new(FRAME_BUCKETS_SECONDS.iter().copied());
+        registry.register_with_unit(
+            "frame_processing",
+            "Time to process one inbound 20 ms frame",
+            prometheus_client::registry::Unit::Seconds,
+            frame_processing.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            http_request_duration,
+            http_requests_in_flight,
+            calls_active,
+            calls,
+            frames_in,
+            frames_out,
+            frames_dropped,
+            playout_late_frames,
+            frame_processing,
+        }
+    }
+
+    /// The drop counter of one queue (resolve once per call, then `inc` is one atomic add).
+    pub fn dropped(&self, queue: &str) -> Counter {
+        self.frames_dropped.get_or_create(&QueueLabels { queue: queue.to_string() }).clone()
+    }
+
+    /// Counts a call's outcome.
+    pub fn call_outcome(&self, transport: &str, outcome: &str) {
+        self.calls
+            .get_or_create(&CallLabels { transport: transport.to_string(), outcome: outcome.to_string() })
+            .inc();
     }
 
     /// Records one finished REST request.

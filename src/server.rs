@@ -47,7 +47,7 @@ impl Server {
             None
         };
         let voices = VoiceCatalogue::for_models_dir(&config.models_dir);
-        let state = AppState::new(store, voices, Arc::new(Metrics::new()));
+        let state = AppState::new(Arc::new(config.clone()), store, voices, Arc::new(Metrics::new()));
         Ok((Self { config, state }, created))
     }
 
@@ -83,7 +83,16 @@ impl Server {
         let deadline = Instant::now() + self.config.drain_timeout;
         self.state.set_ready(false);
         tracing::info!(drain_timeout_s = self.config.drain_timeout.as_secs(), "draining: readiness off");
-        // Phase 1 (live calls finishing) is hung here by the media plane.
+        // Phase 1: no new calls; live calls get until the deadline, then are ended cleanly.
+        let live = self.state.registry().active();
+        if live > 0 {
+            tracing::info!(live, "draining: waiting for live calls");
+        }
+        let ended = self.state.registry().drain(deadline.saturating_duration_since(Instant::now())).await;
+        if ended > 0 {
+            tracing::warn!(ended, "drain deadline: ending the calls still live");
+            self.state.registry().wait_idle(crate::call::supervisor::STOP_GRACE * 2).await;
+        }
         // Phase 2: stop accepting; in-flight requests complete; idle connections close.
         stop_accepting.cancel();
         let left = deadline.saturating_duration_since(Instant::now());

@@ -156,8 +156,9 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     Ok(Json(state.store().get_agent(&id).await?.into()))
 }
 
-/// How often a patch is retried when another writer changed the agent in between.
-const UPDATE_ATTEMPTS: usize = 3;
+/// How often a patch is retried when another writer changed the agent in between (each retry
+/// re-reads the row; a short jittered pause spreads racing writers apart).
+const UPDATE_ATTEMPTS: usize = 10;
 
 #[utoipa::path(patch, path = "/v1/agents/{id}", tag = "agents", params(("id" = String, Path)),
     request_body = AgentPatch,
@@ -175,7 +176,11 @@ pub async fn update(
         let mut config = current.config.clone();
         config.apply(patch, state.voices())?;
         match state.store().update_agent(&id, current.version, &config).await {
-            Err(StoreError::Stale) if attempt < UPDATE_ATTEMPTS => attempt += 1,
+            Err(StoreError::Stale) if attempt < UPDATE_ATTEMPTS => {
+                let pause_ms = rand::random::<u64>() % (2 * attempt as u64) + 1;
+                tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+                attempt += 1;
+            }
             other => return Ok(Json(other?.into())),
         }
     }

@@ -6,6 +6,7 @@
 
 mod agents;
 mod error;
+mod media;
 mod numbers;
 mod openapi;
 mod ops;
@@ -28,8 +29,12 @@ use tracing::Instrument;
 pub use error::ApiError;
 pub use openapi::ApiDoc;
 
+use crate::call::registry::CallRegistry;
+use crate::call::session::SessionContext;
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::transport::control::GatewayControl;
 use crate::voices::VoiceCatalogue;
 
 /// Largest accepted request body (a 32 000-character system prompt fits many times over).
@@ -45,8 +50,14 @@ pub struct AppState {
 }
 
 struct Inner {
-    /// Agents, numbers and keys.
+    /// The resolved configuration.
+    config: Arc<Config>,
+    /// Agents, numbers, calls and keys.
     store: Store,
+    /// Live calls of this node (admission, ending, drain).
+    registry: Arc<CallRegistry>,
+    /// Gateway REST call control.
+    control: Arc<GatewayControl>,
     /// The voices `voice` is validated against.
     voices: VoiceCatalogue,
     /// Process-wide metrics.
@@ -56,8 +67,39 @@ struct Inner {
 }
 
 impl AppState {
-    pub fn new(store: Store, voices: VoiceCatalogue, metrics: Arc<Metrics>) -> Self {
-        Self { inner: Arc::new(Inner { store, voices, metrics, ready: AtomicBool::new(true) }) }
+    pub fn new(config: Arc<Config>, store: Store, voices: VoiceCatalogue, metrics: Arc<Metrics>) -> Self {
+        let registry = CallRegistry::new(config.max_calls, metrics.clone());
+        let control =
+            Arc::new(GatewayControl::new(config.gateways.clone()).with_public_url(config.public_url.clone()));
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                registry,
+                control,
+                voices,
+                metrics,
+                ready: AtomicBool::new(true),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn registry(&self) -> &Arc<CallRegistry> {
+        &self.inner.registry
+    }
+
+    /// What a media session needs.
+    pub fn session_context(&self) -> SessionContext {
+        SessionContext {
+            store: self.inner.store.clone(),
+            registry: self.inner.registry.clone(),
+            metrics: self.inner.metrics.clone(),
+            control: self.inner.control.clone(),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -91,7 +133,9 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/agents/{id}/numbers/{number_id}", axum::routing::delete(agents::detach_number))
         .route("/numbers", post(numbers::create).get(numbers::list))
         .route("/numbers/{id}", get(numbers::get).patch(numbers::update).delete(numbers::delete))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        // Added after the auth layer: media sockets authorise in their start message.
+        .route("/media", get(media::native));
 
     Router::new()
         .nest("/v1", v1)
@@ -99,6 +143,11 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(openapi::document))
+        .route("/twilio/media", get(media::twilio))
+        .route("/telnyx/media", get(media::telnyx))
+        .route("/vonage/media", get(media::vonage))
+        .route("/plivo/media", get(media::plivo))
+        .merge(crate::transport::answer::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -14,11 +14,15 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: accepting calls — false while draining or when the database does not answer.
+/// `GET /readyz`: accepting calls — 503 while draining, at the call cap, or when the database
+/// does not answer.
 #[utoipa::path(get, path = "/readyz", tag = "operators", responses((status = 200), (status = 503)))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if !state.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "draining" })));
+    }
+    if state.registry().at_capacity() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "at capacity" })));
     }
     match state.store().ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),

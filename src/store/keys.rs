@@ -40,10 +40,13 @@ pub fn hash_key(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// `n` random base62 characters from the OS-seeded thread RNG.
+pub(crate) fn random_chars(n: usize) -> String {
+    rand::thread_rng().sample_iter(&Alphanumeric).take(n).map(char::from).collect()
+}
+
 fn generate_secret() -> String {
-    let random: String =
-        rand::thread_rng().sample_iter(&Alphanumeric).take(KEY_RANDOM_CHARS).map(char::from).collect();
-    format!("{KEY_PREFIX}{random}")
+    format!("{KEY_PREFIX}{}", random_chars(KEY_RANDOM_CHARS))
 }
 
 fn key_from_row(row: &AnyRow) -> Result<ApiKey> {

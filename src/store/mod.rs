@@ -6,6 +6,7 @@
 //! nothing half-written. Concurrent agent updates are optimistic (a `version` column).
 
 mod agents;
+mod calls;
 mod keys;
 mod numbers;
 
@@ -16,6 +17,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use agents::Agent;
+pub use calls::{Call, CallStatus, NewCall, MEDIA_TOKEN_PREFIX};
 pub use keys::{ApiKey, NewKey};
 pub use numbers::{NumberPatch, PhoneNumber};
 

@@ -1,0 +1,450 @@
+//! Playout: turns speech into paced wire frames.
+//!
+//! An absolute-deadline clock sends frame *n* at `start + n·20 ms` (no drift; after a stall it
+//! skips the missed slots instead of bursting). Every slot carries one whole wire frame: queued
+//! speech, or silence when nothing is queued. After an utterance's last sample a `mark` follows;
+//! `Clear` drops everything queued and tells the gateway to drop its buffer within the same
+//! frame. For each utterance it keeps the exact record of what left (`sent_ms`) and what the
+//! gateway confirmed as played (mark echoes), reported as [`PlayoutEvent`]s.
+//!
+//! Speech arrives at 16 kHz and is resampled to the wire rate on arrival, so a tick only slices,
+//! encodes and sends.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{PlayoutCommand, PlayoutEvent, SpeechChunk, UtteranceId, PIPELINE_RATE_HZ};
+use crate::audio::codec::Encoder;
+use crate::audio::resample::StreamResampler;
+use crate::metrics::Metrics;
+use crate::transport::{Outbound, WireFormat, FRAME_MS};
+
+/// Most speech playout holds (wire-rate samples): 60 s. Beyond, the oldest is dropped.
+pub const MAX_BUFFERED_MS: u64 = 60_000;
+/// A frame that leaves more than this after its deadline counts as late.
+pub const LATE_AFTER: Duration = Duration::from_millis(10);
+
+/// The absolute-deadline frame clock (pure; the actor sleeps until [`FrameClock::deadline`]).
+#[derive(Debug, Clone)]
+pub struct FrameClock {
+    start: Instant,
+    frame: Duration,
+    /// Index of the next frame to send.
+    next: u64,
+}
+
+/// What one tick of the clock found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tick {
+    /// The frame left more than [`LATE_AFTER`] after its deadline.
+    pub late: bool,
+    /// Slots skipped because the sender woke up more than a whole frame late.
+    pub skipped: u64,
+}
+
+impl FrameClock {
+    pub fn new(start: Instant, frame: Duration) -> Self {
+        Self { start, frame, next: 0 }
+    }
+
+    /// When the next frame is due.
+    pub fn deadline(&self) -> Instant {
+        self.start + self.frame * (self.next as u32)
+    }
+
+    /// Accounts for sending the due frame at `now` and advances. When `now` is past the
+    /// following slot too, the missed slots are skipped (one frame now, none in a burst).
+    pub fn tick(&mut self, now: Instant) -> Tick {
+        let due = self.deadline();
+        let lateness = now.saturating_duration_since(due);
+        let late = lateness > LATE_AFTER;
+        let behind = (lateness.as_nanos() / self.frame.as_nanos()) as u64;
+        self.next += 1 + behind;
+        Tick { late, skipped: behind }
+    }
+
+    /// Frames sent or skipped so far.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+}
+
+/// One utterance's place in the sample stream (wire-rate sample positions).
+#[derive(Debug)]
+struct Segment {
+    id: UtteranceId,
+    start: u64,
+    /// Output position of its last sample, once its last chunk arrived.
+    end: Option<u64>,
+    started: bool,
+}
+
+/// The playout actor's state.
+pub struct Playout {
+    format: WireFormat,
+    encoder: Encoder,
+    resampler: StreamResampler,
+    /// Wire-rate samples waiting to be sent.
+    buffer: VecDeque<i16>,
+    max_buffered: usize,
+    /// Utterances not yet fully sent, oldest first.
+    segments: VecDeque<Segment>,
+    /// Samples ever appended to `buffer` (output positions).
+    queued_total: u64,
+    /// Samples ever sent (or dropped) from `buffer`.
+    sent_total: u64,
+    /// Input (16 kHz) samples given to the resampler since it was last reset.
+    input_total: u64,
+    /// Output position of the resampler's first input sample (before its delay) since reset.
+    anchor: u64,
+    /// Marks sent and not yet echoed: name → (utterance, sent ms).
+    marks: HashMap<String, (UtteranceId, u64)>,
+    /// Scratch buffers sized once.
+    resampled: Vec<i16>,
+    frame_pcm: Vec<i16>,
+    frame_bytes: Vec<u8>,
+    call_start: Instant,
+    dropped_playout: Counter,
+    dropped_egress: Counter,
+}
+
+/// Where playout's output goes.
+pub struct PlayoutIo {
+    pub inbox: mpsc::Receiver<PlayoutCommand>,
+    pub egress: mpsc::Sender<Outbound>,
+    pub events: mpsc::Sender<PlayoutEvent>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlayoutError {
+    #[error("codec: {0}")]
+    Codec(String),
+}
+
+impl Playout {
+    pub fn new(format: WireFormat, call_start: Instant, metrics: &Metrics) -> Result<Self, PlayoutError> {
+        let encoder = Encoder::new(format).map_err(|e| PlayoutError::Codec(e.to_string()))?;
+        let resampler = StreamResampler::new(PIPELINE_RATE_HZ, format.sample_rate_hz)
+            .map_err(|e| PlayoutError::Codec(e.to_string()))?;
+        let frame = format.frame_samples();
+        let max_buffered = (MAX_BUFFERED_MS * u64::from(format.sample_rate_hz) / 1000) as usize;
+        Ok(Self {
+            format,
+            encoder,
+            resampler,
+            buffer: VecDeque::with_capacity(frame * 50),
+            max_buffered,
+            segments: VecDeque::new(),
+            queued_total: 0,
+            sent_total: 0,
+            input_total: 0,
+            anchor: 0,
+            marks: HashMap::new(),
+            resampled: Vec::with_capacity(frame * 8),
+            frame_pcm: vec![0; frame],
+            frame_bytes: vec![0; 4000],
+            call_start,
+            dropped_playout: metrics.dropped("playout"),
+            dropped_egress: metrics.dropped("egress"),
+        })
+    }
+
+    fn samples_to_ms(&self, samples: u64) -> u64 {
+        samples * 1000 / u64::from(self.format.sample_rate_hz)
+    }
+
+    /// Output position where input position `input_pos` (16 kHz) lands, resampler delay included.
+    fn output_position(&self, input_pos: u64) -> u64 {
+        self.anchor
+            + input_pos * u64::from(self.format.sample_rate_hz) / u64::from(PIPELINE_RATE_HZ)
+            + self.resampler.delay_samples() as u64
+    }
+
+    /// Queues a chunk of speech.
+    pub fn enqueue(&mut self, chunk: SpeechChunk) {
+        let begins = self.segments.back().is_none_or(|s| s.id != chunk.utterance_id || s.end.is_some());
+        if begins {
+            let start = self.output_position(self.input_total);
+            self.segments.push_back(Segment { id: chunk.utterance_id, start, end: None, started: false });
+        }
+        self.resampled.clear();
+        self.resampler.process(&chunk.pcm, &mut self.resampled);
+        self.input_total += chunk.pcm.len() as u64;
+        self.queued_total += self.resampled.len() as u64;
+        self.buffer.extend(self.resampled.iter().copied());
+        if chunk.last {
+            let end = self.output_position(self.input_total);
+            if let Some(seg) = self.segments.back_mut() {
+                seg.end = Some(end);
+            }
+        }
+        let over = self.buffer.len().saturating_sub(self.max_buffered);
+        if over > 0 {
+            self.buffer.drain(..over);
+            self.sent_total += over as u64;
+            self.dropped_playout.inc_by(over.div_ceil(self.format.frame_samples()) as u64);
+        }
+    }
+
+    /// Pushes the resampler's tail out when an ended utterance is still inside it.
+    fn flush_tail_if_needed(&mut self) {
+        let Some(end) = self.segments.iter().find_map(|s| s.end) else { return };
+        if end <= self.queued_total || !self.buffer.is_empty() {
+            return;
+        }
+        let silence = [0i16; super::PIPELINE_FRAME_SAMPLES];
+        // A few 20 ms pushes always suffice (the resampler holds less than one chunk).
+        for _ in 0..8 {
+            if self.queued_total >= end {
+                break;
+            }
+            self.resampled.clear();
+            self.resampler.process(&silence, &mut self.resampled);
+            self.input_total += silence.len() as u64;
+            self.queued_total += self.resampled.len() as u64;
+            self.buffer.extend(self.resampled.iter().copied());
+        }
+    }
+
+    /// Builds the next frame and what follows it (marks) into `out`; reports events.
+    pub fn next_frame(&mut self, out: &mut Vec<Outbound>, events: &mut Vec<PlayoutEvent>, now: Instant) {
+        self.flush_tail_if_needed();
+        let frame = self.format.frame_samples();
+        let n = frame.min(self.buffer.len());
+        for (dst, src) in self.frame_pcm.iter_mut().zip(self.buffer.drain(..n)) {
+            *dst = src;
+        }
+        self.frame_pcm[n..].fill(0);
+        self.sent_total += n as u64;
+        match self.encoder.encode(&self.frame_pcm, &mut self.frame_bytes) {
+            Ok(len) => out.push(Outbound::Audio(self.frame_bytes[..len].to_vec())),
+            Err(e) => tracing::warn!(error = %e, "playout: frame encode failed"),
+        }
+        let at = now.saturating_duration_since(self.call_start);
+        for seg in self.segments.iter_mut().filter(|s| !s.started && s.start < self.sent_total) {
+            seg.started = true;
+            events.push(PlayoutEvent::Started { utterance_id: seg.id, at });
+        }
+        while let Some(seg) = self.segments.front() {
+            let Some(end) = seg.end.filter(|&e| e <= self.sent_total) else { break };
+            let sent_ms = self.samples_to_ms(end.saturating_sub(seg.start));
+            let name = format!("utt-{}", seg.id);
+            self.marks.insert(name.clone(), (seg.id, sent_ms));
+            out.push(Outbound::Mark(name));
+            events.push(PlayoutEvent::Sent { utterance_id: seg.id, sent_ms });
+            self.segments.pop_front();
+        }
+    }
+
+    /// Drops everything queued and asks the gateway to drop its buffer; reports what each cut
+    /// utterance had sent.
+    pub fn clear(&mut self, out: &mut Vec<Outbound>, events: &mut Vec<PlayoutEvent>) {
+        let rate = u64::from(self.format.sample_rate_hz);
+        for seg in self.segments.drain(..) {
+            let sent = self.sent_total.saturating_sub(seg.start);
+            let sent = seg.end.map_or(sent, |e| sent.min(e.saturating_sub(seg.start)));
+            let sent_ms = sent * 1000 / rate;
+            events.push(PlayoutEvent::Cleared { utterance_id: seg.id, sent_ms, played_ms: sent_ms });
+        }
+        // Everything queued is gone; positions continue from what was sent.
+        self.sent_total += self.buffer.len() as u64;
+        self.buffer.clear();
+        self.queued_total = self.sent_total;
+        self.resampler.reset();
+        self.input_total = 0;
+        self.anchor = self.queued_total;
+        out.push(Outbound::Clear);
+    }
+
+    /// A mark came back: that utterance has been played in full.
+    pub fn mark_played(&mut self, name: &str) -> Option<PlayoutEvent> {
+        let (utterance_id, sent_ms) = self.marks.remove(name)?;
+        Some(PlayoutEvent::Played { utterance_id, played_ms: sent_ms })
+    }
+
+    /// Runs the actor until cancelled or its inbox closes.
+    pub async fn run(
+        mut self,
+        mut io: PlayoutIo,
+        cancel: CancellationToken,
+        metrics: std::sync::Arc<Metrics>,
+    ) {
+        let mut clock = FrameClock::new(Instant::now(), Duration::from_millis(u64::from(FRAME_MS)));
+        let sleep = tokio::time::sleep_until(clock.deadline());
+        tokio::pin!(sleep);
+        let mut out: Vec<Outbound> = Vec::with_capacity(4);
+        let mut events: Vec<PlayoutEvent> = Vec::with_capacity(4);
+        let dropped_egress = self.dropped_egress.clone();
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                () = &mut sleep => {
+                    let now = Instant::now();
+                    if clock.tick(now).late {
+                        metrics.playout_late_frames.inc();
+                    }
+                    self.next_frame(&mut out, &mut events, now);
+                    sleep.as_mut().reset(clock.deadline());
+                }
+                cmd = io.inbox.recv() => match cmd {
+                    None => break,
+                    Some(PlayoutCommand::Speak(chunk)) => self.enqueue(chunk),
+                    Some(PlayoutCommand::Clear) => self.clear(&mut out, &mut events),
+                    Some(PlayoutCommand::MarkPlayed(name)) => events.extend(self.mark_played(&name)),
+                },
+            }
+            if !deliver(&dropped_egress, &mut out, &mut events, &io).await {
+                break;
+            }
+        }
+    }
+}
+
+/// Hands frames to the socket writer (audio never blocks: a full queue drops the frame)
+/// and events to the conversation. False when the writer is gone.
+async fn deliver(
+    dropped_egress: &Counter,
+    out: &mut Vec<Outbound>,
+    events: &mut Vec<PlayoutEvent>,
+    io: &PlayoutIo,
+) -> bool {
+    for item in out.drain(..) {
+        match item {
+            Outbound::Audio(_) => match io.egress.try_send(item) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    dropped_egress.inc();
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            },
+            control => {
+                if io.egress.send(control).await.is_err() {
+                    return false;
+                }
+            }
+        }
+    }
+    for ev in events.drain(..) {
+        if let Err(mpsc::error::TrySendError::Full(ev)) = io.events.try_send(ev) {
+            tracing::warn!(?ev, "playout: conversation is not keeping up; event dropped");
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Encoding;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn clock_has_no_drift_and_skips_instead_of_bursting() {
+        let t0 = Instant::now();
+        let mut c = FrameClock::new(t0, ms(20));
+        assert_eq!(c.deadline(), t0);
+        // On time (woken a little late, as timers do): not late, no skip.
+        assert_eq!(c.tick(t0 + ms(1)), Tick { late: false, skipped: 0 });
+        assert_eq!(c.deadline(), t0 + ms(20), "deadline is absolute, not now + 20 ms");
+        // 15 ms late: late, but still its own slot.
+        assert_eq!(c.tick(t0 + ms(35)), Tick { late: true, skipped: 0 });
+        assert_eq!(c.deadline(), t0 + ms(40));
+        // Stalled 70 ms: three slots missed are skipped; the next deadline is in the future.
+        assert_eq!(c.tick(t0 + ms(110)), Tick { late: true, skipped: 3 });
+        assert_eq!(c.deadline(), t0 + ms(120));
+        assert_eq!(c.position(), 6);
+    }
+
+    fn l16_16k() -> WireFormat {
+        WireFormat { encoding: Encoding::L16Le, sample_rate_hz: 16_000 }
+    }
+
+    fn chunk(id: UtteranceId, samples: usize, last: bool) -> SpeechChunk {
+        SpeechChunk { utterance_id: id, pcm: vec![1000; samples], last }
+    }
+
+    fn frames(p: &mut Playout, n: usize) -> (Vec<Outbound>, Vec<PlayoutEvent>) {
+        let (mut out, mut ev) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            p.next_frame(&mut out, &mut ev, Instant::now());
+        }
+        (out, ev)
+    }
+
+    #[test]
+    fn whole_frames_silence_when_idle_and_a_mark_after_each_utterance() {
+        let m = Metrics::new();
+        let mut p = Playout::new(l16_16k(), Instant::now(), &m).unwrap();
+        // Idle: one whole silent frame per slot.
+        let (out, ev) = frames(&mut p, 2);
+        assert_eq!(out.len(), 2);
+        assert!(out
+            .iter()
+            .all(|o| matches!(o, Outbound::Audio(b) if b.len() == 640 && b.iter().all(|&x| x == 0))));
+        assert!(ev.is_empty());
+        // 50 ms of speech in two chunks → 3 frames (the last padded), then the mark.
+        p.enqueue(chunk(7, 480, false));
+        p.enqueue(chunk(7, 320, true));
+        let (out, ev) = frames(&mut p, 3);
+        let audio = out.iter().filter(|o| matches!(o, Outbound::Audio(_))).count();
+        assert_eq!(audio, 3);
+        assert_eq!(out.last(), Some(&Outbound::Mark("utt-7".into())));
+        assert!(matches!(ev[0], PlayoutEvent::Started { utterance_id: 7, .. }));
+        assert_eq!(ev[1], PlayoutEvent::Sent { utterance_id: 7, sent_ms: 50 });
+        // The echo confirms it was played.
+        assert_eq!(p.mark_played("utt-7"), Some(PlayoutEvent::Played { utterance_id: 7, played_ms: 50 }));
+        assert_eq!(p.mark_played("utt-7"), None);
+    }
+
+    #[test]
+    fn clear_drops_queued_audio_and_records_what_was_sent() {
+        let m = Metrics::new();
+        let mut p = Playout::new(l16_16k(), Instant::now(), &m).unwrap();
+        p.enqueue(chunk(1, 16_000, true)); // 1 s
+        p.enqueue(chunk(2, 3_200, false));
+        let _ = frames(&mut p, 10); // 200 ms of utterance 1 left
+        let (mut out, mut ev) = (Vec::new(), Vec::new());
+        p.clear(&mut out, &mut ev);
+        assert_eq!(out, vec![Outbound::Clear]);
+        assert_eq!(
+            ev,
+            vec![
+                PlayoutEvent::Cleared { utterance_id: 1, sent_ms: 200, played_ms: 200 },
+                PlayoutEvent::Cleared { utterance_id: 2, sent_ms: 0, played_ms: 0 },
+            ]
+        );
+        // Nothing of the cleared speech is sent afterwards: the next frame is silence.
+        let (out, ev) = frames(&mut p, 1);
+        assert!(matches!(&out[0], Outbound::Audio(b) if b.iter().all(|&x| x == 0)));
+        assert!(ev.is_empty());
+        // New speech after a clear plays and is accounted from zero.
+        p.enqueue(chunk(3, 320, true));
+        let (out, ev) = frames(&mut p, 1);
+        assert_eq!(out.last(), Some(&Outbound::Mark("utt-3".into())));
+        assert_eq!(ev.last(), Some(&PlayoutEvent::Sent { utterance_id: 3, sent_ms: 20 }));
+    }
+
+    #[test]
+    fn resampled_speech_to_mulaw_8k_keeps_its_length() {
+        let m = Metrics::new();
+        let mut p = Playout::new(WireFormat::PCMU_8K, Instant::now(), &m).unwrap();
+        p.enqueue(chunk(1, 16_000, true)); // 1 s at 16 kHz
+        let (out, ev) = frames(&mut p, 60);
+        assert!(out.iter().all(|o| !matches!(o, Outbound::Audio(b) if b.len() != 160)), "whole μ-law frames");
+        let sent = ev.iter().find_map(|e| match e {
+            PlayoutEvent::Sent { sent_ms, .. } => Some(*sent_ms),
+            _ => None,
+        });
+        let sent = sent.expect("the utterance finished within 60 frames");
+        assert!((1000..=1040).contains(&sent), "sent_ms {sent} ≈ 1000 (+ resampler delay)");
+    }
+}

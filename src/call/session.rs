@@ -1,0 +1,445 @@
+//! A media session: one websocket from start message to close.
+//!
+//! 1. Handshake: wait (bounded) for the protocol's start message; audio before it, malformed
+//!    input or silence past [`START_TIMEOUT`] close the socket with a code and reason.
+//! 2. Admission: authorise (a one-time media token minted by an answer endpoint, or an API key),
+//!    choose the agent (`agentId`, else the called number) or the loopback diagnostics mode,
+//!    take a place under the concurrent-call cap — all before any call record is written.
+//! 3. The call: spawn the actors, pump socket ⇄ actors until stop, hang-up, error or an outside
+//!    end (API, drain); then stop the actors and write the end of the call record.
+//!
+//! Generic over any `Stream`/`Sink` of websocket messages, so tests can drive it with channels.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tracing::Instrument;
+
+use super::conversation::Mode;
+use super::listener::Ingress;
+use super::registry::{CallRegistry, Refusal};
+use super::supervisor::{self, CallHandles};
+use super::{CallControl, PlayoutCommand};
+use crate::agent::VoiceMode;
+use crate::metrics::Metrics;
+use crate::store::{Call, CallStatus, NewCall, Store, MEDIA_TOKEN_PREFIX};
+use crate::transport::control::GatewayControl;
+use crate::transport::{
+    close_code, MediaEvent, Outbound, Protocol, ProtocolError, StartInfo, Wire, WsMessage,
+};
+
+/// How long a connected socket may take to send its start message.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Normal closure.
+const CLOSE_NORMAL: u16 = 1000;
+
+/// What every session needs from the server.
+#[derive(Clone)]
+pub struct SessionContext {
+    pub store: Store,
+    pub registry: Arc<CallRegistry>,
+    pub metrics: Arc<Metrics>,
+    pub control: Arc<GatewayControl>,
+}
+
+/// Why a session ended, as written to the call record and the close frame.
+#[derive(Debug, Clone, PartialEq)]
+struct Ending {
+    status: CallStatus,
+    reason: String,
+    close: Option<(u16, String)>,
+}
+
+impl Ending {
+    fn completed(reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self { status: CallStatus::Completed, close: Some((CLOSE_NORMAL, reason.clone())), reason }
+    }
+
+    fn failed(code: u16, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self { status: CallStatus::Failed, close: Some((code, reason.clone())), reason }
+    }
+}
+
+/// A refusal before the call exists: close code and reason.
+struct Reject(u16, String);
+
+impl From<ProtocolError> for Reject {
+    fn from(e: ProtocolError) -> Self {
+        Reject(e.close_code(), e.to_string())
+    }
+}
+
+/// Runs one media websocket to its end.
+pub async fn run<S, E>(socket: S, protocol: Protocol, ctx: SessionContext)
+where
+    S: Stream<Item = Result<WsMessage, E>> + Sink<WsMessage> + Unpin + Send,
+    E: std::fmt::Display,
+{
+    let (mut sink, mut stream) = socket.split();
+    let mut wire = protocol.wire();
+    let transport = protocol.as_str();
+
+    let start = match tokio::time::timeout(START_TIMEOUT, await_start(&mut stream, wire.as_mut())).await {
+        Ok(Ok(Some(start))) => start,
+        Ok(Ok(None)) => {
+            tracing::info!(transport, "media socket closed before its start message");
+            return;
+        }
+        Ok(Err(Reject(code, reason))) => {
+            return reject(&mut sink, &ctx.metrics, transport, code, &reason).await
+        }
+        Err(_) => {
+            let reason = format!("no start message within {} s", START_TIMEOUT.as_secs());
+            return reject(&mut sink, &ctx.metrics, transport, close_code::POLICY_VIOLATION, &reason).await;
+        }
+    };
+
+    let (call, mode, admission) = match admit(&ctx, protocol, &start).await {
+        Ok(admitted) => admitted,
+        Err(Reject(code, reason)) => return reject(&mut sink, &ctx.metrics, transport, code, &reason).await,
+    };
+    let span = tracing::info_span!("call", call_id = %call.id, transport);
+    run_call(sink, stream, wire, ctx, start, call, mode, admission).instrument(span).await;
+}
+
+/// The admitted call: actors up, media pumped, record written, place released.
+#[allow(clippy::too_many_arguments)]
+async fn run_call<Si, St, E>(
+    mut sink: Si,
+    mut stream: St,
+    mut wire: Box<dyn Wire>,
+    ctx: SessionContext,
+    start: StartInfo,
+    call: Call,
+    mode: Mode,
+    admission: super::registry::Admission,
+) where
+    Si: Sink<WsMessage> + Unpin,
+    St: Stream<Item = Result<WsMessage, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let transport = wire.protocol().as_str();
+    tracing::info!(stream_id = %start.stream_id, loopback = matches!(mode, Mode::Loopback { .. }), "call started");
+    let mut handles = match supervisor::spawn(mode, start.format, &ctx.metrics) {
+        Ok(h) => h,
+        Err(e) => {
+            let ending = Ending::failed(close_code::INVALID_PAYLOAD, e.to_string());
+            close(&mut sink, &ending).await;
+            supervisor::finish(&ctx.store, &call.id, ending.status, &ending.reason).await;
+            ctx.metrics.call_outcome(transport, "failed");
+            return;
+        }
+    };
+    let cancel = admission.cancel.clone();
+    let ending = pump(&mut sink, &mut stream, wire.as_mut(), &mut handles, &cancel, &ctx, &start).await;
+    close(&mut sink, &ending).await;
+    handles.stop().await;
+    supervisor::finish(&ctx.store, &call.id, ending.status, &ending.reason).await;
+    ctx.metrics.call_outcome(transport, ending.status.as_str());
+    drop(admission);
+}
+
+/// Reads until the start message. `Ok(None)`: the peer went away first.
+async fn await_start<St, E>(stream: &mut St, wire: &mut dyn Wire) -> Result<Option<StartInfo>, Reject>
+where
+    St: Stream<Item = Result<WsMessage, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut events = Vec::with_capacity(2);
+    while let Some(msg) = stream.next().await {
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => return Err(websocket_fault(&e)),
+        };
+        match msg {
+            WsMessage::Close(_) => return Ok(None),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+            msg => wire.decode(msg, &mut events)?,
+        }
+        for ev in events.drain(..) {
+            match ev {
+                MediaEvent::Start(start) => return Ok(Some(start)),
+                MediaEvent::Audio(_) => return Err(ProtocolError::MediaBeforeStart.into()),
+                MediaEvent::Stop => return Ok(None),
+                _ => {}
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn websocket_fault(e: &impl std::fmt::Display) -> Reject {
+    let text = e.to_string();
+    if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
+        Reject(close_code::MESSAGE_TOO_BIG, format!("message too big: {text}"))
+    } else {
+        Reject(close_code::INVALID_PAYLOAD, format!("websocket error: {text}"))
+    }
+}
+
+/// Authorises the stream, picks the agent or loopback, takes a place, creates/claims the call.
+async fn admit(
+    ctx: &SessionContext,
+    protocol: Protocol,
+    start: &StartInfo,
+) -> Result<(Call, Mode, super::registry::Admission), Reject> {
+    let policy = |reason: String| Reject(close_code::POLICY_VIOLATION, reason);
+    let param = |k: &str| start.params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let internal = |e: crate::store::StoreError| {
+        tracing::error!(error = %e, "media admission: store failed");
+        Reject(close_code::INTERNAL_ERROR, "internal error".into())
+    };
+    let token =
+        param("token").ok_or_else(|| policy("missing 'token' parameter (media token or API key)".into()))?;
+    let loopback = param("mode") == Some("loopback");
+    let mode = if loopback {
+        Mode::Loopback { transfer_to: param("transferTo").map(str::to_string) }
+    } else {
+        Mode::Agent
+    };
+
+    // Capacity before anything is written.
+    let mut admission = ctx.registry.admit().map_err(|r| match r {
+        Refusal::AtCapacity(n) => Reject(
+            close_code::TRY_AGAIN_LATER,
+            format!("at capacity ({n} concurrent calls); try again later"),
+        ),
+        Refusal::Draining => {
+            Reject(close_code::TRY_AGAIN_LATER, "server is draining; try another node".into())
+        }
+    })?;
+
+    let call = if token.starts_with(MEDIA_TOKEN_PREFIX) {
+        // Minted for one ringing call by an answer endpoint.
+        let call = ctx
+            .store
+            .claim_call(token, protocol.as_str(), &start.stream_id, start.call_id.as_deref())
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| policy("invalid, expired or already used media token".into()))?;
+        if !loopback {
+            if let Some(agent_id) = &call.agent_id {
+                if let Err(r) = check_agent(ctx, agent_id).await {
+                    supervisor::finish(&ctx.store, &call.id, CallStatus::Failed, &r.1).await;
+                    return Err(r);
+                }
+            }
+        }
+        call
+    } else {
+        if ctx.store.verify_key(token).await.map_err(internal)?.is_none() {
+            return Err(policy("invalid or revoked API key in 'token'".into()));
+        }
+        let (agent_id, agent_name, number) = if loopback {
+            (None, None, None)
+        } else {
+            let agent_id = match param("agentId") {
+                Some(id) => id.to_string(),
+                None => {
+                    let to = param("to")
+                        .ok_or_else(|| policy("no 'agentId' and no 'to' number to pick an agent".into()))?;
+                    let number = ctx.store.find_number(to).await.map_err(internal)?;
+                    number
+                        .and_then(|n| n.agent_id)
+                        .ok_or_else(|| policy(format!("no agent is attached to number {to}")))?
+                }
+            };
+            let agent = check_agent(ctx, &agent_id).await?;
+            let number = match param("to") {
+                Some(to) => ctx.store.find_number(to).await.map_err(internal)?,
+                None => None,
+            };
+            (Some(agent_id), Some(agent), number)
+        };
+        let new = NewCall {
+            agent_id,
+            agent_name,
+            phone_number_id: number.as_ref().map(|n| n.id.clone()),
+            phone_number: number.map(|n| n.phone_number),
+            from_number: param("from").map(str::to_string),
+            to_number: param("to").map(str::to_string),
+            direction: if protocol == Protocol::Native { "web" } else { "inbound" }.to_string(),
+            transport: Some(protocol.as_str().to_string()),
+            gateway_call_id: start.call_id.clone(),
+            stream_id: Some(start.stream_id.clone()),
+        };
+        ctx.store.create_live_call(&new).await.map_err(internal)?
+    };
+    admission.bind(&call.id);
+    Ok((call, mode, admission))
+}
+
+/// The agent must exist and be callable; returns its name.
+async fn check_agent(ctx: &SessionContext, agent_id: &str) -> Result<String, Reject> {
+    let agent = ctx.store.get_agent(agent_id).await.map_err(|e| match e {
+        crate::store::StoreError::NotFound { .. } => {
+            Reject(close_code::POLICY_VIOLATION, format!("unknown agent '{agent_id}'"))
+        }
+        other => {
+            tracing::error!(error = %other, "media admission: agent lookup failed");
+            Reject(close_code::INTERNAL_ERROR, "internal error".into())
+        }
+    })?;
+    if agent.config.voice_mode == VoiceMode::Hosted
+        && agent.config.system_prompt.as_deref().is_none_or(str::is_empty)
+    {
+        return Err(Reject(
+            close_code::POLICY_VIOLATION,
+            format!("agent '{agent_id}' is hosted but has no systemPrompt"),
+        ));
+    }
+    Ok(agent.config.name)
+}
+
+/// Moves media both ways until the call ends; returns how it ended.
+#[allow(clippy::too_many_arguments)]
+async fn pump<Si, St, E>(
+    sink: &mut Si,
+    stream: &mut St,
+    wire: &mut dyn Wire,
+    handles: &mut CallHandles,
+    cancel: &tokio_util::sync::CancellationToken,
+    ctx: &SessionContext,
+    start: &StartInfo,
+) -> Ending
+where
+    Si: Sink<WsMessage> + Unpin,
+    St: Stream<Item = Result<WsMessage, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut events = Vec::with_capacity(4);
+    let frames_out = ctx.metrics.frames_out.clone();
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Ending::completed("ended by the server"),
+            ctl = handles.control.recv() => {
+                let Some(ctl) = ctl else { return Ending::failed(close_code::INTERNAL_ERROR, "conversation stopped") };
+                return control(sink, wire, ctx, start, ctl).await;
+            }
+            out = handles.egress.recv() => {
+                let Some(out) = out else { return Ending::failed(close_code::INTERNAL_ERROR, "playout stopped") };
+                if let Some(msg) = wire.encode(&out) {
+                    if sink.send(msg).await.is_err() {
+                        return Ending::failed(close_code::INTERNAL_ERROR, "socket write failed");
+                    }
+                    if matches!(out, Outbound::Audio(_)) {
+                        frames_out.inc();
+                    }
+                }
+            }
+            msg = stream.next() => {
+                let msg = match msg {
+                    None => return Ending::completed("socket closed"),
+                    Some(Err(e)) => {
+                        let text = e.to_string();
+                        if text.contains("without closing handshake") {
+                            // The gateway vanished (network or process gone): the call is over.
+                            return Ending { close: None, ..Ending::completed("connection lost without a close frame") };
+                        }
+                        let Reject(code, reason) = websocket_fault(&e);
+                        return Ending::failed(code, reason);
+                    }
+                    Some(Ok(WsMessage::Close(_))) => return Ending::completed("socket closed by the gateway"),
+                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                    Some(Ok(m)) => m,
+                };
+                if let Err(e) = wire.decode(msg, &mut events) {
+                    events.clear();
+                    return Ending::failed(e.close_code(), e.to_string());
+                }
+                for ev in events.drain(..) {
+                    match ev {
+                        MediaEvent::Audio(payload) => {
+                            handles.ingress.push(Ingress::Audio(payload));
+                        }
+                        MediaEvent::Dtmf(d) => {
+                            handles.ingress.push(Ingress::Dtmf(d));
+                        }
+                        MediaEvent::Mark(name) => {
+                            let _ = handles.playout.try_send(PlayoutCommand::MarkPlayed(name));
+                        }
+                        MediaEvent::Cleared => {}
+                        MediaEvent::Stop => return Ending::completed("caller hung up"),
+                        MediaEvent::Start(_) => {
+                            let e = ProtocolError::DuplicateStart;
+                            return Ending::failed(e.close_code(), e.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Carries out a hang-up or transfer: in-band where the protocol has it, else the gateway's REST.
+async fn control<Si>(
+    sink: &mut Si,
+    wire: &mut dyn Wire,
+    ctx: &SessionContext,
+    start: &StartInfo,
+    ctl: CallControl,
+) -> Ending
+where
+    Si: Sink<WsMessage> + Unpin,
+{
+    let item = match &ctl {
+        CallControl::Hangup { reason } => Outbound::Hangup { reason: reason.clone() },
+        CallControl::Transfer { to } => Outbound::Transfer { to: to.clone() },
+    };
+    let in_band = match wire.encode(&item) {
+        Some(msg) => sink.send(msg).await.is_ok(),
+        None => false,
+    };
+    let protocol = wire.protocol();
+    let result = if in_band {
+        Ok(())
+    } else {
+        match &ctl {
+            CallControl::Hangup { .. } => ctx.control.hangup(protocol, start).await,
+            CallControl::Transfer { to } => ctx.control.transfer(protocol, start, to).await,
+        }
+    };
+    match (ctl, result) {
+        (CallControl::Hangup { reason }, Ok(())) => Ending::completed(format!("agent hung up: {reason}")),
+        (CallControl::Transfer { to }, Ok(())) => Ending::completed(format!("transferred to {to}")),
+        (_, Err(e)) => {
+            tracing::warn!(error = %e, "gateway call control failed");
+            Ending::failed(CLOSE_NORMAL, format!("call control failed: {e}"))
+        }
+    }
+}
+
+/// Closes the socket with the ending's code and reason (reason cut to the 123 bytes allowed).
+async fn close<Si: Sink<WsMessage> + Unpin>(sink: &mut Si, ending: &Ending) {
+    if let Some((code, reason)) = &ending.close {
+        send_close(sink, *code, reason).await;
+    }
+}
+
+async fn send_close<Si: Sink<WsMessage> + Unpin>(sink: &mut Si, code: u16, reason: &str) {
+    let mut cut = reason.len().min(123);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let frame = axum::extract::ws::CloseFrame { code, reason: reason[..cut].into() };
+    let _ = sink.send(WsMessage::Close(Some(frame))).await;
+    let _ = sink.close().await;
+}
+
+/// Refuses a stream before any call exists: close frame, log line, metric.
+async fn reject<Si: Sink<WsMessage> + Unpin>(
+    sink: &mut Si,
+    metrics: &Metrics,
+    transport: &str,
+    code: u16,
+    reason: &str,
+) {
+    tracing::warn!(transport, code, reason, "media stream refused");
+    let outcome = if code == close_code::TRY_AGAIN_LATER { "refused" } else { "rejected" };
+    metrics.call_outcome(transport, outcome);
+    send_close(sink, code, reason).await;
+}

@@ -1,0 +1,119 @@
+//! The call supervisor: spawns and owns a call's listener, conversation, speaker and playout
+//! actors, wired with bounded channels; ends them all together; writes the call record's end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::conversation::{self, ConversationIo, Mode};
+use super::listener::{Ingress, Listener, ListenerIo};
+use super::playout::{Playout, PlayoutIo};
+use super::queue::{self, Producer};
+use super::speaker::{self, SpeakerIo};
+use super::{capacity, CallControl, PlayoutCommand};
+use crate::metrics::Metrics;
+use crate::store::{CallStatus, Store};
+use crate::transport::{Outbound, WireFormat};
+
+/// How long the actors get to wind down once told to stop.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("cannot set up the audio path: {0}")]
+    Setup(String),
+}
+
+/// The session's ends of a running call.
+pub struct CallHandles {
+    /// Caller audio and DTMF into the listener (never blocks; drops the oldest when full).
+    pub ingress: Producer<Ingress>,
+    /// Mark echoes into playout.
+    pub playout: mpsc::Sender<PlayoutCommand>,
+    /// Frames and control messages for the socket.
+    pub egress: mpsc::Receiver<Outbound>,
+    /// Hang-up and transfer requests from the conversation.
+    pub control: mpsc::Receiver<CallControl>,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Spawns the actors of one call.
+pub fn spawn(mode: Mode, format: WireFormat, metrics: &Arc<Metrics>) -> Result<CallHandles, SupervisorError> {
+    let call_start = Instant::now();
+    let listener =
+        Listener::new(format, call_start, metrics).map_err(|e| SupervisorError::Setup(e.to_string()))?;
+    let playout =
+        Playout::new(format, call_start, metrics).map_err(|e| SupervisorError::Setup(e.to_string()))?;
+
+    let (ingress_tx, ingress_rx) = queue::bounded(capacity::INGRESS_FRAMES, metrics.dropped("ingress"));
+    let (listener_tx, listener_rx) = mpsc::channel(capacity::LISTENER_EVENTS);
+    let (speaker_tx, speaker_rx) = mpsc::channel(capacity::SPEAKER_COMMANDS);
+    let (playout_tx, playout_rx) = mpsc::channel(capacity::PLAYOUT_INPUT);
+    let (playout_ev_tx, playout_ev_rx) = mpsc::channel(capacity::PLAYOUT_EVENTS);
+    let (egress_tx, egress_rx) = mpsc::channel(capacity::EGRESS_FRAMES);
+    let (control_tx, control_rx) = mpsc::channel(capacity::CONTROL);
+
+    let cancel = CancellationToken::new();
+    let loopback = matches!(mode, Mode::Loopback { .. }).then(|| playout_tx.clone());
+    let tasks = vec![
+        tokio::spawn(
+            listener.run(ListenerIo { ingress: ingress_rx, events: listener_tx, loopback }, cancel.clone()),
+        ),
+        tokio::spawn(conversation::run(
+            mode,
+            ConversationIo {
+                listener: listener_rx,
+                playout_events: playout_ev_rx,
+                speaker: speaker_tx,
+                playout: playout_tx.clone(),
+                control: control_tx,
+            },
+            cancel.clone(),
+        )),
+        tokio::spawn(speaker::run(
+            SpeakerIo { commands: speaker_rx, playout: playout_tx.clone() },
+            cancel.clone(),
+        )),
+        tokio::spawn(playout.run(
+            PlayoutIo { inbox: playout_rx, egress: egress_tx, events: playout_ev_tx },
+            cancel.clone(),
+            metrics.clone(),
+        )),
+    ];
+    Ok(CallHandles {
+        ingress: ingress_tx,
+        playout: playout_tx,
+        egress: egress_rx,
+        control: control_rx,
+        cancel,
+        tasks,
+    })
+}
+
+impl CallHandles {
+    /// Stops every actor and waits for them (bounded by [`STOP_GRACE`]; stragglers are aborted).
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        drop(self.ingress);
+        for mut task in self.tasks {
+            if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+                tracing::warn!("call actor did not stop in time; aborted");
+                task.abort();
+            }
+        }
+    }
+}
+
+/// Writes the end of a call record (once; a call already ended keeps its first outcome).
+pub async fn finish(store: &Store, call_id: &str, status: CallStatus, reason: &str) {
+    match store.end_call(call_id, status, reason).await {
+        Ok(true) => tracing::info!(call_id, status = status.as_str(), reason, "call ended"),
+        Ok(false) => tracing::debug!(call_id, "call had already ended"),
+        Err(e) => tracing::error!(call_id, error = %e, "could not write the end of the call record"),
+    }
+}

@@ -1,0 +1,383 @@
+//! Gateway call control over the gateways' REST APIs: hang-up and transfer for Twilio, Telnyx,
+//! Vonage and Plivo (the native protocol does both in-band, so it is a no-op here).
+//!
+//! | gateway | hang-up | transfer | auth |
+//! |---|---|---|---|
+//! | Twilio | `POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json` form `Status=completed` | same URL, form `Twiml=<Response><Dial>+1…</Dial></Response>` | Basic `AccountSid:AuthToken` |
+//! | Telnyx | `POST /v2/calls/{call_control_id}/actions/hangup` `{}` | `POST …/actions/transfer` `{"to"}` | Bearer API key |
+//! | Plivo | `DELETE /v1/Account/{auth_id}/Call/{call_uuid}/` | `POST` same URL, form `legs=aleg&aleg_url=<public_url>/plivo/transfer?to=…&aleg_method=GET` | Basic `auth_id:auth_token` |
+//! | Vonage | `PUT /v1/calls/{uuid}` `{"action":"hangup"}` | `PUT` same URL, `{"action":"transfer","destination":{"type":"ncco","ncco":[connect phone]}}` | Bearer JWT |
+//!
+//! The gateway's call id comes from the stream's start message ([`StartInfo::call_id`]); the
+//! Twilio account falls back to [`StartInfo::account_id`]. Base URLs come from [`GatewayConfig`]
+//! so tests can point them at a local server. Credentials are never logged or put in errors.
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder};
+use serde_json::json;
+
+use crate::agent::is_e164;
+use crate::config::GatewayConfig;
+use crate::transport::{Protocol, StartInfo};
+
+/// Whole-request deadline of one call-control request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP/TLS connect deadline.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most characters of a gateway's error body kept in [`ControlError::Status`].
+pub const ERROR_BODY_CHARS: usize = 300;
+
+/// Why a hang-up or transfer through a gateway's REST API failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The gateway's credentials are not configured.
+    #[error("{0} call control is not configured (credentials missing)")]
+    NotConfigured(&'static str),
+    /// The start message named no gateway call id, so there is nothing to address.
+    #[error("the {0} stream's start message carried no gateway call id; the call cannot be controlled")]
+    NoCallId(&'static str),
+    /// A transfer that needs a URL the gateway fetches, without a configured public URL.
+    #[error("{0} transfer needs the public URL (public_url) for the gateway to fetch its transfer XML")]
+    NoPublicUrl(&'static str),
+    /// The transfer target is not an E.164 number.
+    #[error("transfer target '{0}' is not an E.164 number ('+' then 8–15 digits)")]
+    InvalidTarget(String),
+    /// The gateway answered with a non-2xx status.
+    #[error("{protocol} API answered HTTP {status} to {operation}: {body}")]
+    Status { protocol: &'static str, operation: &'static str, status: u16, body: String },
+    /// The request did not complete (connect, timeout, …).
+    #[error("{protocol} API request for {operation} failed: {message}")]
+    Network { protocol: &'static str, operation: &'static str, message: String },
+}
+
+/// REST call control, configured once per server.
+pub struct GatewayControl {
+    config: GatewayConfig,
+    /// Public base URL (`https://…`, no trailing slash) for URLs the gateway fetches back
+    /// (Plivo transfer XML).
+    public_url: Option<String>,
+    client: reqwest::Client,
+}
+
+/// The body of one request.
+enum Body {
+    None,
+    Form(Vec<(&'static str, String)>),
+    Json(serde_json::Value),
+}
+
+/// How a request authenticates.
+enum Auth<'a> {
+    Basic(&'a str, &'a str),
+    Bearer(&'a str),
+}
+
+impl GatewayControl {
+    pub fn new(config: GatewayConfig) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "call-control HTTP client setup failed; using defaults");
+                reqwest::Client::new()
+            });
+        Self { config, public_url: None, client }
+    }
+
+    /// Sets the public base URL (the server's `public_url`), needed by Plivo transfers.
+    pub fn with_public_url(mut self, public_url: Option<String>) -> Self {
+        self.public_url = public_url.map(|u| u.trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
+        self
+    }
+
+    /// Ends the call at the gateway.
+    pub async fn hangup(&self, protocol: Protocol, start: &StartInfo) -> Result<(), ControlError> {
+        const OP: &str = "hang-up";
+        let p = protocol.as_str();
+        let c = &self.config;
+        match protocol {
+            Protocol::Native => Ok(()),
+            Protocol::Twilio => {
+                let (sid, token) = self.twilio_credentials(start)?;
+                let call = call_id(protocol, start)?;
+                let url = self.twilio_url(&sid, call);
+                let body = Body::Form(vec![("Status", "completed".to_string())]);
+                self.send(protocol, OP, Method::POST, &url, Auth::Basic(&sid, token), body).await
+            }
+            Protocol::Telnyx => {
+                let key = c
+                    .telnyx_api_key
+                    .as_deref()
+                    .filter(|k| !k.is_empty())
+                    .ok_or(ControlError::NotConfigured(p))?;
+                let call = call_id(protocol, start)?;
+                let url = format!("{}/v2/calls/{}/actions/hangup", base(&c.telnyx_api_base), segment(call));
+                self.send(protocol, OP, Method::POST, &url, Auth::Bearer(key), Body::Json(json!({}))).await
+            }
+            Protocol::Plivo => {
+                let (id, token) = self.plivo_credentials()?;
+                let call = call_id(protocol, start)?;
+                let url = self.plivo_url(id, call);
+                self.send(protocol, OP, Method::DELETE, &url, Auth::Basic(id, token), Body::None).await
+            }
+            Protocol::Vonage => {
+                let jwt = c
+                    .vonage_jwt
+                    .as_deref()
+                    .filter(|k| !k.is_empty())
+                    .ok_or(ControlError::NotConfigured(p))?;
+                let call = call_id(protocol, start)?;
+                let url = format!("{}/v1/calls/{}", base(&c.vonage_api_base), segment(call));
+                let body = Body::Json(json!({ "action": "hangup" }));
+                self.send(protocol, OP, Method::PUT, &url, Auth::Bearer(jwt), body).await
+            }
+        }
+    }
+
+    /// Hands the call to `to` (E.164) at the gateway.
+    pub async fn transfer(
+        &self,
+        protocol: Protocol,
+        start: &StartInfo,
+        to: &str,
+    ) -> Result<(), ControlError> {
+        const OP: &str = "transfer";
+        let p = protocol.as_str();
+        let c = &self.config;
+        if protocol == Protocol::Native {
+            return Ok(());
+        }
+        if !is_e164(to) {
+            return Err(ControlError::InvalidTarget(to.to_string()));
+        }
+        match protocol {
+            Protocol::Native => Ok(()),
+            Protocol::Twilio => {
+                let (sid, token) = self.twilio_credentials(start)?;
+                let call = call_id(protocol, start)?;
+                let url = self.twilio_url(&sid, call);
+                let twiml = format!("<Response><Dial>{}</Dial></Response>", xml_escape(to));
+                let body = Body::Form(vec![("Twiml", twiml)]);
+                self.send(protocol, OP, Method::POST, &url, Auth::Basic(&sid, token), body).await
+            }
+            Protocol::Telnyx => {
+                let key = c
+                    .telnyx_api_key
+                    .as_deref()
+                    .filter(|k| !k.is_empty())
+                    .ok_or(ControlError::NotConfigured(p))?;
+                let call = call_id(protocol, start)?;
+                let url = format!("{}/v2/calls/{}/actions/transfer", base(&c.telnyx_api_base), segment(call));
+                self.send(
+                    protocol,
+                    OP,
+                    Method::POST,
+                    &url,
+                    Auth::Bearer(key),
+                    Body::Json(json!({ "to": to })),
+                )
+                .await
+            }
+            Protocol::Plivo => {
+                let (id, token) = self.plivo_credentials()?;
+                let call = call_id(protocol, start)?;
+                let public = self.public_url.as_deref().ok_or(ControlError::NoPublicUrl(p))?;
+                let aleg_url = format!("{}/plivo/transfer?to={}", http_base(public), to.replace('+', "%2B"));
+                let body = Body::Form(vec![
+                    ("legs", "aleg".to_string()),
+                    ("aleg_url", aleg_url),
+                    ("aleg_method", "GET".to_string()),
+                ]);
+                let url = self.plivo_url(id, call);
+                self.send(protocol, OP, Method::POST, &url, Auth::Basic(id, token), body).await
+            }
+            Protocol::Vonage => {
+                let jwt = c
+                    .vonage_jwt
+                    .as_deref()
+                    .filter(|k| !k.is_empty())
+                    .ok_or(ControlError::NotConfigured(p))?;
+                let call = call_id(protocol, start)?;
+                let url = format!("{}/v1/calls/{}", base(&c.vonage_api_base), segment(call));
+                let number = to.trim_start_matches('+');
+                let body = Body::Json(json!({
+                    "action": "transfer",
+                    "destination": {
+                        "type": "ncco",
+                        "ncco": [{ "action": "connect", "endpoint": [{ "type": "phone", "number": number }] }],
+                    },
+                }));
+                self.send(protocol, OP, Method::PUT, &url, Auth::Bearer(jwt), body).await
+            }
+        }
+    }
+
+    /// Account SID (config, else the start message's) and auth token.
+    fn twilio_credentials<'a>(&'a self, start: &'a StartInfo) -> Result<(String, &'a str), ControlError> {
+        let c = &self.config;
+        let token = c.twilio_auth_token.as_deref().filter(|t| !t.is_empty());
+        let sid = c
+            .twilio_account_sid
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .or(start.account_id.as_deref().filter(|s| !s.is_empty()));
+        match (sid, token) {
+            (Some(sid), Some(token)) => Ok((sid.to_string(), token)),
+            _ => Err(ControlError::NotConfigured(Protocol::Twilio.as_str())),
+        }
+    }
+
+    fn twilio_url(&self, account_sid: &str, call_sid: &str) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}/Calls/{}.json",
+            base(&self.config.twilio_api_base),
+            segment(account_sid),
+            segment(call_sid)
+        )
+    }
+
+    fn plivo_credentials(&self) -> Result<(&str, &str), ControlError> {
+        let c = &self.config;
+        match (
+            c.plivo_auth_id.as_deref().filter(|s| !s.is_empty()),
+            c.plivo_auth_token.as_deref().filter(|s| !s.is_empty()),
+        ) {
+            (Some(id), Some(token)) => Ok((id, token)),
+            _ => Err(ControlError::NotConfigured(Protocol::Plivo.as_str())),
+        }
+    }
+
+    fn plivo_url(&self, auth_id: &str, call_uuid: &str) -> String {
+        format!(
+            "{}/v1/Account/{}/Call/{}/",
+            base(&self.config.plivo_api_base),
+            segment(auth_id),
+            segment(call_uuid)
+        )
+    }
+
+    /// Sends one request; any 2xx is success.
+    async fn send(
+        &self,
+        protocol: Protocol,
+        operation: &'static str,
+        method: Method,
+        url: &str,
+        auth: Auth<'_>,
+        body: Body,
+    ) -> Result<(), ControlError> {
+        let p = protocol.as_str();
+        let mut req: RequestBuilder = self.client.request(method.clone(), url);
+        req = match auth {
+            Auth::Basic(user, password) => req.basic_auth(user, Some(password)),
+            Auth::Bearer(token) => req.bearer_auth(token),
+        };
+        req = match body {
+            Body::None => req,
+            Body::Form(fields) => req.form(&fields),
+            Body::Json(value) => req.json(&value),
+        };
+        let network = |e: reqwest::Error| ControlError::Network {
+            protocol: p,
+            operation,
+            // Without the URL: it is ours, and the message stays short.
+            message: e.without_url().to_string(),
+        };
+        let resp = req.send().await.map_err(network)?;
+        let status = resp.status();
+        if status.is_success() {
+            tracing::info!(gateway = p, operation, status = status.as_u16(), "gateway call control done");
+            return Ok(());
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let body = truncate(text.trim(), ERROR_BODY_CHARS);
+        tracing::warn!(gateway = p, operation, %method, status = status.as_u16(), "gateway call control refused");
+        Err(ControlError::Status { protocol: p, operation, status: status.as_u16(), body })
+    }
+}
+
+/// The gateway call id of the stream, or [`ControlError::NoCallId`].
+fn call_id(protocol: Protocol, start: &StartInfo) -> Result<&str, ControlError> {
+    start
+        .call_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or(ControlError::NoCallId(protocol.as_str()))
+}
+
+/// A base URL without its trailing slash.
+fn base(url: &str) -> &str {
+    url.trim_end_matches('/')
+}
+
+/// `wss://x` / `ws://x` / `x` → the `https://` / `http://` form gateways fetch over.
+fn http_base(public: &str) -> String {
+    if let Some(rest) = public.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else if let Some(rest) = public.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else if public.starts_with("https://") || public.starts_with("http://") {
+        public.to_string()
+    } else {
+        format!("https://{public}")
+    }
+}
+
+/// Percent-encodes a path segment (ids are normally URL-safe already; Telnyx's contain `:`).
+fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'@') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Escapes text for XML content and attribute values.
+pub(crate) fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// At most `max` characters of `s`, with `…` when cut.
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert_eq!(segment("v3:abc-DEF_1.2"), "v3:abc-DEF_1.2");
+        assert_eq!(segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(xml_escape(r#"<a&"b'>"#), "&lt;a&amp;&quot;b&apos;&gt;");
+        assert_eq!(truncate("héllo", 2), "hé…");
+        assert_eq!(truncate("hé", 2), "hé");
+        assert_eq!(http_base("wss://x.io/p"), "https://x.io/p");
+        assert_eq!(http_base("http://x.io"), "http://x.io");
+        assert_eq!(http_base("x.io"), "https://x.io");
+        assert_eq!(base("http://h/"), "http://h");
+    }
+}
