@@ -276,18 +276,19 @@ async fn concurrent_patches_all_apply() {
     for f in fields {
         let (client, url, key, path) = (s.client.clone(), s.base.clone(), s.key.clone(), path.clone());
         tasks.push(tokio::spawn(async move {
-            client
+            let resp = client
                 .patch(format!("{url}{path}"))
                 .bearer_auth(key)
                 .json(&json!({ f: f }))
                 .send()
                 .await
-                .unwrap()
-                .status()
+                .unwrap();
+            (resp.status(), resp.text().await.unwrap())
         }));
     }
     for t in tasks {
-        assert_eq!(t.await.unwrap(), StatusCode::OK);
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
     }
     let got = s.get(&path).await.1;
     for f in fields {

@@ -1,6 +1,8 @@
 //! Test harness: the real server on 127.0.0.1:0 with a fresh SQLite file, driven over HTTP.
 #![allow(dead_code)]
 
+pub mod media;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -47,6 +49,7 @@ impl TestServer {
             ..Config::default()
         };
         tweak(&mut config);
+        let key = config.api_key.clone().expect("tests run with a known API key");
         let (server, created) = Server::prepare(config).await.expect("server prepares");
         assert!(created.is_none(), "a registered key means no key is auto-created");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

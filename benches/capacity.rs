@@ -1,0 +1,269 @@
+//! Media-plane capacity: N concurrent Twilio loopback calls against the real server binary.
+//!
+//! Starts `switchboard serve` as a separate process (fresh SQLite file, warn-level logs), ramps
+//! up N callers that each stream μ-law frames on an absolute 20 ms clock and record when every
+//! returned frame arrives, holds them for the measured window, then reports:
+//! egress jitter (|inter-arrival − 20 ms|) percentiles, gaps (> 40 ms between frames), frames
+//! sent/received, the server's late-frame and drop counters (from /metrics), and the server
+//! process's CPU time per call-second and resident memory per call.
+//!
+//! ```text
+//! cargo bench --bench capacity                       # 500 calls, 20 s
+//! CALLS=1000 SECONDS=30 RAMP=10 cargo bench --bench capacity
+//! ```
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+const KEY: &str = "sb_bench_capacity_key";
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(max_calls: usize) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--database-url")
+            .arg(format!("sqlite://{}/bench.db", dir.path().display()))
+            .args(["--max-calls", &max_calls.to_string()])
+            .env("SWITCHBOARD_API_KEY", KEY)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("server starts");
+        Server { child, addr: format!("127.0.0.1:{port}"), _dir: dir }
+    }
+
+    /// (user + system CPU seconds, resident set bytes) of the server process.
+    fn usage(&self) -> (f64, u64) {
+        let pid = self.child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> =
+            stat.rsplit_once(") ").map(|(_, r)| r.split(' ').collect()).unwrap_or_default();
+        let ticks = 100.0; // USER_HZ
+        let cpu = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss_kb = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0);
+        (cpu / ticks, rss_kb * 1024)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What one simulated caller saw.
+#[derive(Default)]
+struct CallStats {
+    ok: bool,
+    sent: u64,
+    received: u64,
+    /// |inter-arrival − 20 ms| in µs, for frames inside the measured window.
+    jitter_us: Vec<u32>,
+    gaps: u64,
+}
+
+fn media_message(seq: usize, payload_b64: &str) -> Message {
+    Message::text(format!(
+        r#"{{"event":"media","sequenceNumber":"{}","streamSid":"MZbench","media":{{"track":"inbound","chunk":"{}","timestamp":"{}","payload":"{payload_b64}"}}}}"#,
+        seq + 2,
+        seq + 1,
+        seq * 20
+    ))
+}
+
+async fn caller(addr: String, hold: Duration, warmup: Duration, payload: Arc<String>) -> CallStats {
+    let mut stats = CallStats::default();
+    let Ok((ws, _)) = tokio_tungstenite::connect_async(format!("ws://{addr}/twilio/media")).await else {
+        return stats;
+    };
+    let (mut tx, mut rx) = ws.split();
+    let start = format!(
+        r#"{{"event":"start","sequenceNumber":"1","streamSid":"MZbench","start":{{"accountSid":"AC1","streamSid":"MZbench","callSid":"CA1","tracks":["inbound"],"customParameters":{{"token":"{KEY}","mode":"loopback"}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#
+    );
+    if tx.send(Message::text(start)).await.is_err() {
+        return stats;
+    }
+    let t0 = Instant::now();
+    let measure_from = t0 + warmup;
+    let end = t0 + hold;
+    let mut next_send = t0;
+    let mut seq = 0usize;
+    let mut last_arrival: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(next_send) => {
+                if next_send >= end {
+                    break;
+                }
+                if tx.send(media_message(seq, &payload)).await.is_err() {
+                    return stats;
+                }
+                stats.sent += 1;
+                seq += 1;
+                next_send = t0 + Duration::from_millis(20 * seq as u64);
+            }
+            msg = rx.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    if t.as_str().starts_with(r#"{"event":"media""#) {
+                        let now = Instant::now();
+                        stats.received += 1;
+                        if let Some(prev) = last_arrival {
+                            if prev >= measure_from {
+                                let dt = now.duration_since(prev);
+                                let dev = (dt.as_micros() as i64 - 20_000).unsigned_abs();
+                                stats.jitter_us.push(dev.min(u64::from(u32::MAX)) as u32);
+                                if dt > Duration::from_millis(40) {
+                                    stats.gaps += 1;
+                                }
+                            }
+                        }
+                        last_arrival = Some(now);
+                    } else if t.as_str().starts_with(r#"{"event":"mark""#) {
+                        let echo = t.as_str().replace("\"streamSid\":\"MZbench\",", "");
+                        let _ = tx.send(Message::text(echo)).await;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return stats,
+                _ => {}
+            }
+        }
+    }
+    let _ = tx.send(Message::text(r#"{"event":"stop","streamSid":"MZbench"}"#)).await;
+    stats.ok = true;
+    stats
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing: run only under bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let calls: usize = env_or("CALLS", 500);
+    let seconds: u64 = env_or("SECONDS", 20);
+    let ramp: f64 = env_or("RAMP", 5.0);
+    let client_threads: usize = env_or("CLIENT_THREADS", 1);
+    let server = Server::start(calls + 10);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(client_threads)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http.get(format!("http://{}/healthz", server.addr)).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let silence = vec![0xFFu8; 160];
+        let payload = Arc::new(base64::engine::general_purpose::STANDARD.encode(&silence));
+        let hold = Duration::from_secs(seconds) + Duration::from_secs_f64(ramp);
+        let warmup = Duration::from_secs(2);
+        let started = Arc::new(AtomicU64::new(0));
+        let (cpu0, rss0) = server.usage();
+        let mut tasks = Vec::with_capacity(calls);
+        let t0 = Instant::now();
+        for i in 0..calls {
+            let at = t0 + Duration::from_secs_f64(ramp * i as f64 / calls as f64);
+            let (addr, payload, started) = (server.addr.clone(), payload.clone(), started.clone());
+            // Every call holds until the same end time, so the measured window has all N live.
+            let my_hold = hold - at.duration_since(t0);
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                started.fetch_add(1, Ordering::Relaxed);
+                caller(addr, my_hold, warmup, payload).await
+            }));
+        }
+        // Sample the server while every call is live.
+        tokio::time::sleep(Duration::from_secs_f64(ramp) + warmup).await;
+        let (cpu_a, rss_full) = server.usage();
+        let window_start = Instant::now();
+        tokio::time::sleep(hold.saturating_sub(window_start.duration_since(t0)).saturating_sub(Duration::from_millis(200))).await;
+        let (cpu_b, _) = server.usage();
+        let window = window_start.elapsed().as_secs_f64();
+        let mut all: Vec<CallStats> = Vec::with_capacity(calls);
+        for t in tasks {
+            all.push(t.await.unwrap_or_default());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let metrics = http.get(format!("http://{}/metrics", server.addr)).send().await.unwrap().text().await.unwrap();
+
+        let ok = all.iter().filter(|s| s.ok).count();
+        let mut jitter: Vec<u32> = all.iter().flat_map(|s| s.jitter_us.iter().copied()).collect();
+        jitter.sort_unstable();
+        let gaps: u64 = all.iter().map(|s| s.gaps).sum();
+        let sent: u64 = all.iter().map(|s| s.sent).sum();
+        let received: u64 = all.iter().map(|s| s.received).sum();
+        let late = metric(&metrics, "switchboard_playout_late_frames_total");
+        let dropped = metric(&metrics, "switchboard_frames_dropped_total");
+        let cpu_ms_per_call_s = (cpu_b - cpu_a) * 1000.0 / (window * calls as f64);
+        println!("capacity: {calls} concurrent Twilio loopback calls, {seconds} s held (ramp {ramp} s), client threads {client_threads}");
+        println!("  calls ok            {ok}/{calls}");
+        println!("  frames sent/recv    {sent} / {received}");
+        println!(
+            "  egress jitter ms    p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  ({} intervals)",
+            percentile(&jitter, 0.5),
+            percentile(&jitter, 0.9),
+            percentile(&jitter, 0.99),
+            percentile(&jitter, 1.0),
+            jitter.len()
+        );
+        println!("  gaps > 40 ms        {gaps}");
+        println!("  server late frames  {late}");
+        println!("  server drops        {dropped}");
+        println!(
+            "  server CPU          {:.3} CPU-ms per call-second ({:.0}% of one core over the window; total {:.1} s)",
+            cpu_ms_per_call_s,
+            (cpu_b - cpu_a) / window * 100.0,
+            cpu_b - cpu0
+        );
+        println!(
+            "  server memory       {:.1} MiB RSS with all calls live, {:.1} KiB per call over idle",
+            rss_full as f64 / 1048576.0,
+            rss_full.saturating_sub(rss0) as f64 / 1024.0 / calls as f64
+        );
+    });
+}

@@ -1,0 +1,531 @@
+//! The media plane over real websockets: loopback calls per protocol (codec, frame size, pacing
+//! by sequence, marks, clear, hang-up), call records, admission, tokens and bad input — with a
+//! good call running alongside the bad ones to show the server keeps serving.
+
+mod common;
+
+use std::time::Duration;
+
+use common::media::{b64, native, plivo, telnyx, twilio, vonage, Client, Fixture};
+use common::TestServer;
+use serde_json::json;
+use sqlx::Row;
+use switchboard::audio::codec::mulaw_decode;
+use tokio_tungstenite::tungstenite::Message;
+
+const NORMAL: u16 = 1000;
+const UNSUPPORTED: u16 = 1003;
+const INVALID: u16 = 1007;
+const POLICY: u16 = 1008;
+const TOO_BIG: u16 = 1009;
+const TRY_LATER: u16 = 1013;
+
+fn twilio_echo(name: &str) -> Option<Message> {
+    Some(twilio::mark(name))
+}
+
+fn native_echo(name: &str) -> Option<Message> {
+    Some(native::mark(name))
+}
+
+fn no_echo(_: &str) -> Option<Message> {
+    None
+}
+
+/// Every call row: (id, status, transport, direction, agent_id, started_at, ended_at, end_reason).
+async fn calls(
+    s: &TestServer,
+) -> Vec<(
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+)> {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT id, status, transport, direction, agent_id, started_at, ended_at, end_reason FROM calls ORDER BY created_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows.iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7)))
+        .collect()
+}
+
+/// Waits until the call rows satisfy `done` (the record is written just after the socket closes).
+async fn calls_when(
+    s: &TestServer,
+    done: impl Fn(
+        &[(
+            String,
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        )],
+    ) -> bool,
+) -> Vec<(
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+)> {
+    for _ in 0..100 {
+        let c = calls(s).await;
+        if done(&c) {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    calls(s).await
+}
+
+/// Goertzel power ratio of `freq` against its neighbours ±150 Hz, and RMS, of 16-bit samples.
+fn tone_stats(samples: &[i16], rate: u32, freq: f64) -> (f64, f64) {
+    let power = |f: f64| {
+        let w = 2.0 * std::f64::consts::PI * f / f64::from(rate);
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for &x in samples {
+            let s0 = f64::from(x) + 2.0 * w.cos() * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2
+    };
+    let ratio = power(freq) / (power(freq - 150.0) + power(freq + 150.0) + 1.0);
+    let rms = (samples.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / samples.len() as f64).sqrt();
+    (ratio, rms)
+}
+
+/// The audible part of what came back (frames that are not all silence), decoded.
+fn audible(frames: &[Vec<u8>], mut decode: impl FnMut(&[u8]) -> Vec<i16>) -> Vec<i16> {
+    frames.iter().map(|f| decode(f)).filter(|pcm| pcm.iter().any(|&x| x.abs() > 200)).flatten().collect()
+}
+
+fn l16(bytes: &[u8]) -> Vec<i16> {
+    bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+}
+
+#[tokio::test]
+async fn twilio_loopback_returns_the_audio_paced_with_marks_clear_and_a_call_record() {
+    let s = TestServer::start().await;
+    let tone = Fixture::load("tone-440.mulaw-8k.wav");
+    let mut c = Client::connect(s.addr, "/twilio/media", twilio_echo).await;
+    c.send(Message::text(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#)).await;
+    c.send(twilio::start(json!({"token": s.key, "mode": "loopback"}))).await;
+    let media: Vec<Message> = tone.frames().iter().enumerate().map(|(i, f)| twilio::media(i, f)).collect();
+    let sent_frames = media.len();
+    c.stream(media, Duration::from_millis(400)).await;
+
+    // Whole μ-law frames only.
+    assert!(c.got.frames.len() >= sent_frames, "{} frames back for {sent_frames} sent", c.got.frames.len());
+    assert!(c.got.frames.iter().all(|f| f.len() == 160), "every frame is 160 bytes of μ-law");
+    // A mark after every 1 s utterance: consecutive marks are exactly 50 frames apart.
+    let marks: Vec<_> = c.got.marks.iter().filter(|(n, _)| n.starts_with("utt-")).collect();
+    assert!(marks.len() >= 2, "marks: {:?}", c.got.marks);
+    assert_eq!(marks[0].0, "utt-1");
+    assert_eq!(marks[1].1 - marks[0].1, 50, "paced as 50 frames per second of audio: {:?}", c.got.marks);
+    // The tone came back: same frequency, same level within 3 dB.
+    let back = audible(&c.got.frames, |f| f.iter().map(|&b| mulaw_decode(b)).collect());
+    let sent: Vec<i16> = tone.data.iter().map(|&b| mulaw_decode(b)).collect();
+    let (ratio, rms_back) = tone_stats(&back, 8000, 440.0);
+    let (_, rms_sent) = tone_stats(&sent, 8000, 440.0);
+    assert!(ratio > 100.0, "440 Hz dominates what came back (ratio {ratio:.1})");
+    let db = 20.0 * (rms_back / rms_sent).log10();
+    assert!(db.abs() < 3.0, "level changed by {db:.2} dB");
+    assert!(back.len() >= sent.len() * 9 / 10, "{} of {} samples came back", back.len(), sent.len());
+
+    // A DTMF key in loopback is a barge-in: the server sends `clear`.
+    c.send(twilio::dtmf('5')).await;
+    c.collect_for(Duration::from_millis(300)).await;
+    assert_eq!(c.got.clears.len(), 1, "clear honoured");
+
+    // The caller hangs up.
+    c.send(twilio::stop()).await;
+    let (code, reason) = c.closed().await;
+    assert_eq!((code, reason.as_str()), (NORMAL, "caller hung up"));
+    let rows = calls_when(&s, |c| c.len() == 1 && c[0].1 != "in-progress").await;
+    let (_, status, transport, direction, agent, started, ended, end_reason) = &rows[0];
+    assert_eq!(
+        (status.as_str(), transport.as_deref(), direction.as_str()),
+        ("completed", Some("twilio"), "inbound")
+    );
+    assert_eq!(agent, &None, "loopback needs no agent");
+    assert!(started.as_ref().unwrap() <= ended.as_ref().unwrap());
+    assert_eq!(end_reason.as_deref(), Some("caller hung up"));
+}
+
+/// A μ-law 8 kHz loopback call on a JSON protocol: whole 160-byte frames, the tone back, marks
+/// 50 frames apart and echoed the protocol's way; the record names the transport.
+async fn mulaw_loopback_with_key(
+    key: &str,
+    path: &str,
+    start: Message,
+    media: fn(usize, &[u8]) -> Message,
+    echo: common::media::Echo,
+    transport: &str,
+) {
+    let key = key.to_string();
+    let s = TestServer::start_with(move |c| c.api_key = Some(key)).await;
+    let tone = Fixture::load("tone-440.mulaw-8k.wav");
+    let mut c = Client::connect(s.addr, path, echo).await;
+    c.send(start).await;
+    let frames: Vec<Message> = tone.frames().iter().enumerate().map(|(i, f)| media(i, f)).collect();
+    c.stream(frames, Duration::from_millis(400)).await;
+    assert!(c.got.close.is_none(), "{transport}: {:?}", c.got.close);
+    assert!(
+        c.got.frames.len() >= 100 && c.got.frames.iter().all(|f| f.len() == 160),
+        "{transport}: μ-law frames"
+    );
+    let back = audible(&c.got.frames, |f| f.iter().map(|&b| mulaw_decode(b)).collect());
+    assert!(tone_stats(&back, 8000, 440.0).0 > 100.0, "{transport}: tone came back");
+    let marks: Vec<_> = c.got.marks.iter().filter(|(n, _)| n.starts_with("utt-")).collect();
+    assert!(marks.len() >= 2 && marks[1].1 - marks[0].1 == 50, "{transport}: {:?}", c.got.marks);
+    drop(c);
+    let rows = calls_when(&s, |c| c.len() == 1 && c[0].1 != "in-progress").await;
+    assert_eq!(rows[0].2.as_deref(), Some(transport));
+}
+
+fn telnyx_echo(name: &str) -> Option<Message> {
+    Some(telnyx::mark(name))
+}
+
+fn plivo_echo(name: &str) -> Option<Message> {
+    Some(plivo::played(name))
+}
+
+#[tokio::test]
+async fn telnyx_loopback_pcmu() {
+    let key = "sb_test_telnyx";
+    let start = telnyx::start(json!({"token": key, "mode": "loopback"}), "PCMU", 8000);
+    mulaw_loopback_with_key(key, "/telnyx/media", start, telnyx::media, telnyx_echo, "telnyx").await;
+}
+
+#[tokio::test]
+async fn plivo_loopback_mulaw_with_extra_headers() {
+    let key = "sb_test_plivo";
+    let start = plivo::start(&format!("token={key};mode=loopback"));
+    mulaw_loopback_with_key(key, "/plivo/media", start, plivo::media, plivo_echo, "plivo").await;
+}
+
+#[tokio::test]
+async fn native_l16_loopback_with_in_band_hangup() {
+    let s = TestServer::start().await;
+    let tone = Fixture::load("tone-440.l16-16k.wav");
+    let mut c = Client::connect(s.addr, "/v1/media", native_echo).await;
+    c.send(native::start(json!({"token": s.key, "mode": "loopback", "codec": "l16", "sampleRate": 16000})))
+        .await;
+    let frames: Vec<Message> = tone.frames().into_iter().map(Message::binary).collect();
+    c.stream(frames, Duration::from_millis(400)).await;
+    assert!(c.got.frames.len() >= 100);
+    assert!(c.got.frames.iter().all(|f| f.len() == 640), "whole 20 ms L16 16 kHz frames");
+    let back = audible(&c.got.frames, l16);
+    let (ratio, _) = tone_stats(&back, 16000, 440.0);
+    assert!(ratio > 100.0, "440 Hz ratio {ratio:.1}");
+    assert!(c.got.marks.iter().any(|(n, _)| n == "utt-1"), "{:?}", c.got.marks);
+
+    // '0' in loopback: the agent side hangs up — in-band on the native protocol.
+    c.send(native::dtmf('0')).await;
+    let (code, _) = c.closed().await;
+    assert_eq!(code, NORMAL);
+    assert_eq!(c.got.control.len(), 1, "{:?}", c.got.control);
+    assert_eq!(c.got.control[0]["event"], "hangup");
+    let rows = calls_when(&s, |c| c.len() == 1 && c[0].1 != "in-progress").await;
+    assert_eq!(rows[0].1, "completed");
+    assert_eq!(rows[0].3, "web");
+    assert!(rows[0].7.as_deref().unwrap().starts_with("agent hung up"), "{:?}", rows[0].7);
+}
+
+#[tokio::test]
+async fn native_opus_48k_loopback() {
+    use switchboard::audio::codec::{Decoder, Encoder};
+    use switchboard::transport::{Encoding, WireFormat};
+    let s = TestServer::start().await;
+    let format = WireFormat { encoding: Encoding::Opus, sample_rate_hz: 48_000 };
+    let mut enc = Encoder::new(format).unwrap();
+    // 2 s of 440 Hz at 48 kHz, −12 dBFS, as 20 ms Opus packets.
+    let pcm: Vec<i16> = (0..96_000)
+        .map(|i| (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / 48_000.0).sin()) as i16)
+        .collect();
+    let packets: Vec<Message> = pcm
+        .chunks(960)
+        .map(|frame| {
+            let mut out = vec![0u8; 4000];
+            let n = enc.encode(frame, &mut out).unwrap();
+            Message::binary(out[..n].to_vec())
+        })
+        .collect();
+    let mut c = Client::connect(s.addr, "/v1/media", native_echo).await;
+    c.send(native::start(json!({"token": s.key, "mode": "loopback", "codec": "opus", "sampleRate": 48000})))
+        .await;
+    c.stream(packets, Duration::from_millis(400)).await;
+    assert!(c.got.close.is_none(), "{:?}", c.got.close);
+    assert!(c.got.frames.len() >= 100, "one packet per 20 ms: {}", c.got.frames.len());
+    let mut dec = Decoder::new(format).unwrap();
+    let mut buf = vec![0i16; 5760];
+    let back = audible(&c.got.frames, |p| {
+        let n = dec.decode(p, &mut buf).expect("server sends valid Opus");
+        assert_eq!(n, 960, "each packet decodes to 20 ms");
+        buf[..n].to_vec()
+    });
+    let (ratio, _) = tone_stats(&back, 48_000, 440.0);
+    assert!(ratio > 50.0, "440 Hz survives Opus → 16 kHz → Opus (ratio {ratio:.1})");
+}
+
+#[tokio::test]
+async fn native_transfer_goes_in_band() {
+    let s = TestServer::start().await;
+    let mut c = Client::connect(s.addr, "/v1/media", native_echo).await;
+    c.send(native::start(json!({"token": s.key, "mode": "loopback", "codec": "pcmu", "sampleRate": 8000, "transferTo": "+14155550100"}))).await;
+    c.collect_for(Duration::from_millis(100)).await;
+    c.send(native::dtmf('*')).await;
+    let (code, _) = c.closed().await;
+    assert_eq!(code, NORMAL);
+    assert_eq!(c.got.control.first().map(|v| v["to"].clone()), Some(json!("+14155550100")));
+    let rows = calls_when(&s, |c| c.len() == 1 && c[0].1 != "in-progress").await;
+    assert_eq!(rows[0].7.as_deref(), Some("transferred to +14155550100"));
+}
+
+#[tokio::test]
+async fn vonage_loopback_binary_frames() {
+    let s = TestServer::start().await;
+    let tone = Fixture::load("tone-440.l16-16k.wav");
+    let mut c = Client::connect(s.addr, "/vonage/media", no_echo).await;
+    c.send(vonage::connected(16000, json!({"token": s.key, "mode": "loopback"}))).await;
+    let frames: Vec<Message> = tone.frames().into_iter().map(Message::binary).collect();
+    c.stream(frames, Duration::from_millis(400)).await;
+    assert!(c.got.frames.len() >= 100);
+    assert!(c.got.frames.iter().all(|f| f.len() == 640), "exactly the negotiated frame size");
+    assert!(c.got.marks.is_empty(), "Vonage has no in-band marks");
+    let back = audible(&c.got.frames, l16);
+    assert!(tone_stats(&back, 16000, 440.0).0 > 100.0);
+    // The gateway drops the TCP connection without a closing handshake.
+    drop(c);
+    let rows = calls_when(&s, |c| c.len() == 1 && c[0].1 != "in-progress").await;
+    assert_eq!((rows[0].1.as_str(), rows[0].2.as_deref()), ("completed", Some("vonage")));
+    assert_eq!(rows[0].7.as_deref(), Some("connection lost without a close frame"));
+}
+
+/// Starts a good loopback call on Twilio and keeps it streaming in the background.
+async fn good_call(s: &TestServer, frames: usize) -> tokio::task::JoinHandle<Client> {
+    let tone = Fixture::load("tone-440.mulaw-8k.wav");
+    let mut c = Client::connect(s.addr, "/twilio/media", twilio_echo).await;
+    c.send(twilio::start(json!({"token": s.key, "mode": "loopback"}))).await;
+    let media: Vec<Message> =
+        tone.frames().iter().cycle().take(frames).enumerate().map(|(i, f)| twilio::media(i, f)).collect();
+    tokio::spawn(async move {
+        c.stream(media, Duration::from_millis(300)).await;
+        c
+    })
+}
+
+#[tokio::test]
+async fn bad_input_closes_with_a_reason_and_other_calls_carry_on() {
+    let s = TestServer::start().await;
+    let good = good_call(&s, 150).await;
+
+    let start = || twilio::start(json!({"token": s.key, "mode": "loopback"}));
+    let cases: Vec<(&str, Vec<Message>, u16, &str)> = vec![
+        ("non-JSON text", vec![Message::text("hello?")], INVALID, "invalid JSON"),
+        ("binary before start", vec![Message::binary(vec![0u8; 160])], UNSUPPORTED, "binary"),
+        ("media before start", vec![twilio::media(0, &[0xFF; 160])], POLICY, "before the start"),
+        ("no token", vec![twilio::start(json!({"mode": "loopback"}))], POLICY, "token"),
+        (
+            "bad key",
+            vec![twilio::start(json!({"token": "sb_live_nope", "mode": "loopback"}))],
+            POLICY,
+            "API key",
+        ),
+        (
+            "used media token",
+            vec![twilio::start(json!({"token": "mt_unknown", "mode": "loopback"}))],
+            POLICY,
+            "media token",
+        ),
+        (
+            "unknown agent",
+            vec![twilio::start(json!({"token": s.key, "agentId": "agt_nope"}))],
+            POLICY,
+            "unknown agent",
+        ),
+        ("no agent", vec![twilio::start(json!({"token": s.key}))], POLICY, "agent"),
+        (
+            "invalid base64",
+            vec![
+                start(),
+                Message::text(r#"{"event":"media","streamSid":"MZ0001","media":{"payload":"!!!"}}"#),
+            ],
+            INVALID,
+            "base64",
+        ),
+        ("binary after start", vec![start(), Message::binary(vec![1u8; 160])], UNSUPPORTED, "binary"),
+        ("second start", vec![start(), start()], POLICY, "second start"),
+        (
+            "oversize message",
+            vec![
+                start(),
+                Message::text(format!(
+                    r#"{{"event":"media","media":{{"payload":"{}"}}}}"#,
+                    "A".repeat(70_000)
+                )),
+            ],
+            TOO_BIG,
+            "",
+        ),
+    ];
+    for (name, msgs, code, needle) in cases {
+        let mut c = Client::connect(s.addr, "/twilio/media", no_echo).await;
+        for m in msgs {
+            c.send(m).await;
+        }
+        let (got_code, reason) = c.closed().await;
+        assert_eq!(got_code, code, "{name}: closed with {got_code} {reason:?}");
+        assert!(reason.contains(needle), "{name}: reason {reason:?} lacks {needle:?}");
+    }
+
+    // Unknown events and odd-sized μ-law payloads are tolerated; the call goes on.
+    let mut c = Client::connect(s.addr, "/twilio/media", no_echo).await;
+    c.send(start()).await;
+    c.send(Message::text(r#"{"event":"dancing","streamSid":"MZ0001"}"#)).await;
+    c.send(twilio::media(0, &[0xFF; 7])).await;
+    c.collect_for(Duration::from_millis(200)).await;
+    assert!(c.got.close.is_none(), "still open: {:?}", c.got.close);
+    assert!(!c.got.frames.is_empty(), "still playing out");
+
+    // A flood faster than real time: kept open, excess dropped and counted.
+    for i in 0..1500 {
+        c.send(twilio::media(i, &[0xFF; 160])).await;
+    }
+    c.collect_for(Duration::from_millis(300)).await;
+    assert!(c.got.close.is_none(), "flood does not kill the call: {:?}", c.got.close);
+    let metrics = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
+    let dropped: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"switchboard_frames_dropped_total{queue="ingress"}"#))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    assert!(dropped > 0.0, "ingress drops counted:\n{metrics}");
+    c.send(twilio::stop()).await;
+    assert_eq!(c.closed().await.0, NORMAL);
+
+    // The good call was unaffected: it got its audio back, paced, and ended normally.
+    let good = good.await.unwrap();
+    assert!(good.got.frames.len() >= 150, "good call got {} frames", good.got.frames.len());
+    assert!(good.got.close.is_none(), "good call was not closed: {:?}", good.got.close);
+    let back = audible(&good.got.frames, |f| f.iter().map(|&b| mulaw_decode(b)).collect());
+    assert!(tone_stats(&back, 8000, 440.0).0 > 100.0);
+
+    // Nothing half-created: the refused streams left no call rows; the failed ones are failed.
+    let rows = calls(&s).await;
+    let failed: Vec<_> =
+        rows.iter().filter(|r| r.1 == "failed").map(|r| r.7.clone().unwrap_or_default()).collect();
+    assert_eq!(
+        failed.len(),
+        4,
+        "base64, binary, second start and oversize after start fail their call: {failed:?}"
+    );
+    assert_eq!(rows.len(), 4 + 1 + 1, "4 failed + the tolerant call + the good call: {rows:?}");
+}
+
+#[tokio::test]
+async fn capacity_refuses_with_try_again_later_and_readiness_says_so() {
+    let s = TestServer::start_with(|c| c.max_calls = 1).await;
+    let first = good_call(&s, 40).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (st, body) = s.call_as(None, reqwest::Method::GET, "/readyz", None).await;
+    assert_eq!((st.as_u16(), body["status"].as_str()), (503, Some("at capacity")));
+
+    let mut second = Client::connect(s.addr, "/twilio/media", no_echo).await;
+    second.send(twilio::start(json!({"token": s.key, "mode": "loopback"}))).await;
+    let (code, reason) = second.closed().await;
+    assert_eq!(code, TRY_LATER);
+    assert!(reason.contains("capacity"), "{reason}");
+
+    let first = first.await.unwrap();
+    assert!(first.got.close.is_none());
+    drop(first);
+    let rows = calls_when(&s, |c| c.len() == 1 && c[0].1 != "in-progress").await;
+    assert_eq!(rows.len(), 1, "the refused call left no record");
+    let metrics = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(r#"switchboard_calls_total{transport="twilio",outcome="refused"} 1"#),
+        "{metrics}"
+    );
+    // Capacity is free again.
+    let (st, _) = s.call_as(None, reqwest::Method::GET, "/readyz", None).await;
+    assert_eq!(st.as_u16(), 200);
+}
+
+#[tokio::test]
+async fn agent_calls_by_number_and_by_one_time_media_token() {
+    let s = TestServer::start().await;
+    let agent = s.agent(json!({"name": "Desk"})).await;
+    let agent_id = agent["id"].as_str().unwrap().to_string();
+    let number = s.number("+14155550123").await;
+    s.post(&format!("/v1/agents/{agent_id}/numbers"), json!({"numberId": number["id"]})).await;
+
+    // API key + the called number picks the agent.
+    let mut c = Client::connect(s.addr, "/twilio/media", twilio_echo).await;
+    c.send(twilio::start(json!({"token": s.key, "from": "+442071838750", "to": "+14155550123"}))).await;
+    c.collect_for(Duration::from_millis(200)).await;
+    assert!(c.got.close.is_none(), "{:?}", c.got.close);
+    assert!(!c.got.frames.is_empty(), "playout runs (silence) for an agent call");
+    c.send(twilio::stop()).await;
+    assert_eq!(c.closed().await.0, NORMAL);
+    let rows = calls_when(&s, |c| c.len() == 1 && c[0].1 != "in-progress").await;
+    assert_eq!(rows[0].4.as_deref(), Some(agent_id.as_str()));
+
+    // A media token minted for a ringing call: redeemed once.
+    let store =
+        switchboard::store::Store::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
+    let new = switchboard::store::NewCall {
+        agent_id: Some(agent_id.clone()),
+        direction: "inbound".into(),
+        ..Default::default()
+    };
+    let (ringing, token) = store.create_ringing_call(&new, chrono::Duration::seconds(60)).await.unwrap();
+    let mut c = Client::connect(s.addr, "/twilio/media", twilio_echo).await;
+    c.send(twilio::start(json!({"token": token}))).await;
+    c.collect_for(Duration::from_millis(150)).await;
+    assert!(c.got.close.is_none(), "{:?}", c.got.close);
+    let live = store.get_call(&ringing.id).await.unwrap();
+    assert_eq!(live.status, switchboard::store::CallStatus::InProgress);
+    assert_eq!(live.transport.as_deref(), Some("twilio"));
+    assert_eq!(live.gateway_call_id.as_deref(), Some("CA0001"));
+
+    let mut again = Client::connect(s.addr, "/twilio/media", no_echo).await;
+    again.send(twilio::start(json!({"token": token}))).await;
+    let (code, reason) = again.closed().await;
+    assert_eq!(code, POLICY);
+    assert!(reason.contains("already used"), "{reason}");
+    c.send(twilio::stop()).await;
+    c.closed().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_live_calls_cleanly() {
+    let mut s = TestServer::start_with(|c| c.drain_timeout = Duration::from_secs(1)).await;
+    let mut c = Client::connect(s.addr, "/twilio/media", twilio_echo).await;
+    c.send(twilio::start(json!({"token": s.key, "mode": "loopback"}))).await;
+    c.collect_for(Duration::from_millis(100)).await;
+    s.trigger_shutdown();
+    let (code, reason) = c.closed().await;
+    assert_eq!((code, reason.as_str()), (NORMAL, "ended by the server"));
+    assert!(s.join(Duration::from_secs(10)).await.expect("server stops").is_ok());
+    let rows = calls(&s).await;
+    assert_eq!((rows[0].1.as_str(), rows[0].7.as_deref()), ("completed", Some("ended by the server")));
+    let _ = b64(&[]);
+}
