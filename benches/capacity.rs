@@ -71,6 +71,15 @@ impl Server {
     }
 }
 
+/// User + system CPU seconds of this (client) process.
+fn own_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, r)| r.split(' ').collect()).unwrap_or_default();
+    (fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
+        / 100.0
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -100,7 +109,12 @@ fn media_message(seq: usize, payload_b64: &str) -> Message {
 
 async fn caller(addr: String, hold: Duration, warmup: Duration, payload: Arc<String>) -> CallStats {
     let mut stats = CallStats::default();
-    let Ok((ws, _)) = tokio_tungstenite::connect_async(format!("ws://{addr}/twilio/media")).await else {
+    // A small read buffer: tungstenite zero-fills the whole buffer on every read.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096);
+    let Ok((ws, _)) =
+        tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/twilio/media"), Some(config), true)
+            .await
+    else {
         return stats;
     };
     let (mut tx, mut rx) = ws.split();
@@ -220,9 +234,11 @@ fn main() {
         // Sample the server while every call is live.
         tokio::time::sleep(Duration::from_secs_f64(ramp) + warmup).await;
         let (cpu_a, rss_full) = server.usage();
+        let client_a = own_cpu();
         let window_start = Instant::now();
         tokio::time::sleep(hold.saturating_sub(window_start.duration_since(t0)).saturating_sub(Duration::from_millis(200))).await;
         let (cpu_b, _) = server.usage();
+        let client_b = own_cpu();
         let window = window_start.elapsed().as_secs_f64();
         let mut all: Vec<CallStats> = Vec::with_capacity(calls);
         for t in tasks {
@@ -259,6 +275,10 @@ fn main() {
             cpu_ms_per_call_s,
             (cpu_b - cpu_a) / window * 100.0,
             cpu_b - cpu0
+        );
+        println!(
+            "  load generator CPU  {:.0}% of one core over the window (same machine)",
+            (client_b - client_a) / window * 100.0
         );
         println!(
             "  server memory       {:.1} MiB RSS with all calls live, {:.1} KiB per call over idle",

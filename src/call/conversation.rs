@@ -31,10 +31,12 @@ pub struct ConversationIo {
 
 /// Runs until cancelled or the listener is gone.
 pub async fn run(mode: Mode, mut io: ConversationIo, cancel: CancellationToken) {
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         tokio::select! {
             biased;
-            () = cancel.cancelled() => break,
+            () = &mut cancelled => break,
             ev = io.listener.recv() => {
                 let Some(ev) = ev else { break };
                 if !on_listener_event(&mode, ev, &io).await {

@@ -85,10 +85,12 @@ impl Listener {
 
     /// Runs until cancelled or the session stops feeding it.
     pub async fn run(mut self, mut io: ListenerIo, cancel: CancellationToken) {
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let item = tokio::select! {
                 biased;
-                () = cancel.cancelled() => break,
+                () = &mut cancelled => break,
                 item = io.ingress.recv() => item,
             };
             match item {

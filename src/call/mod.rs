@@ -1,12 +1,16 @@
 //! One phone call = one websocket = one supervised set of actors.
 //!
 //! ```text
-//! session (socket ⇄ Wire) ─ encoded audio ─► listener ─ ListenerEvent ─► conversation
+//! session (socket → Wire) ─ encoded audio ─► listener ─ ListenerEvent ─► conversation
 //!                                                 │ (loopback: PCM)         │ SpeakerCommand / PlayoutCommand::Clear
 //!                                                 ▼                         ▼
-//! session ◄─ Outbound ─ playout ◄─ SpeechChunk ─ speaker ◄──────────────────┘
+//! socket ◄─ Outbound ─ playout ◄─ SpeechChunk ─ speaker   (playout's clock is driven by the session) ◄──────────────────┘
 //!                          └─ PlayoutEvent (what was sent / played) ─► conversation
 //! ```
+//! Playout's clock runs in the session task, which owns the socket: at each 20 ms deadline the
+//! session has playout build the frame (playout's state, inbox and events are its own) and writes
+//! it straight out — no lock, no channel hop, one task wake-up per outbound frame.
+//!
 //! The [`supervisor`] owns the actors: it spawns them with bounded channels, ends them all on
 //! stop, hang-up or error, and writes the call record. The message types below are the
 //! interfaces between the stages; later stages (VAD/STT, LLM, TTS) fill the actors without
@@ -41,8 +45,6 @@ pub mod capacity {
     pub const PLAYOUT_INPUT: usize = 64;
     /// Playout events waiting for the conversation.
     pub const PLAYOUT_EVENTS: usize = 64;
-    /// Encoded frames waiting for the socket writer: 160 ms.
-    pub const EGRESS_FRAMES: usize = 8;
     /// Call-control requests (hang-up, transfer) for the supervisor.
     pub const CONTROL: usize = 4;
 }

@@ -10,13 +10,12 @@
 //! Speech arrives at 16 kHz and is resampled to the wire rate on arrival, so a tick only slices,
 //! encodes and sends.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::{PlayoutCommand, PlayoutEvent, SpeechChunk, UtteranceId, PIPELINE_RATE_HZ};
 use crate::audio::codec::Encoder;
@@ -26,6 +25,8 @@ use crate::transport::{Outbound, WireFormat, FRAME_MS};
 
 /// Most speech playout holds (wire-rate samples): 60 s. Beyond, the oldest is dropped.
 pub const MAX_BUFFERED_MS: u64 = 60_000;
+/// Marks awaiting their echo that playout remembers (older ones are forgotten).
+pub const MAX_PENDING_MARKS: usize = 64;
 /// A frame that leaves more than this after its deadline counts as late.
 pub const LATE_AFTER: Duration = Duration::from_millis(10);
 
@@ -102,22 +103,15 @@ pub struct Playout {
     input_total: u64,
     /// Output position of the resampler's first input sample (before its delay) since reset.
     anchor: u64,
-    /// Marks sent and not yet echoed: name → (utterance, sent ms).
-    marks: HashMap<String, (UtteranceId, u64)>,
+    /// Marks sent and not yet echoed: (name, utterance, sent ms), oldest first. Bounded: a
+    /// gateway that never echoes marks (Vonage) must not grow it for the length of the call.
+    marks: VecDeque<(String, UtteranceId, u64)>,
     /// Scratch buffers sized once.
     resampled: Vec<i16>,
     frame_pcm: Vec<i16>,
     frame_bytes: Vec<u8>,
     call_start: Instant,
     dropped_playout: Counter,
-    dropped_egress: Counter,
-}
-
-/// Where playout's output goes.
-pub struct PlayoutIo {
-    pub inbox: mpsc::Receiver<PlayoutCommand>,
-    pub egress: mpsc::Sender<Outbound>,
-    pub events: mpsc::Sender<PlayoutEvent>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,13 +138,12 @@ impl Playout {
             sent_total: 0,
             input_total: 0,
             anchor: 0,
-            marks: HashMap::new(),
+            marks: VecDeque::with_capacity(MAX_PENDING_MARKS),
             resampled: Vec::with_capacity(frame * 8),
             frame_pcm: vec![0; frame],
             frame_bytes: vec![0; 4000],
             call_start,
             dropped_playout: metrics.dropped("playout"),
-            dropped_egress: metrics.dropped("egress"),
         })
     }
 
@@ -234,7 +227,10 @@ impl Playout {
             let Some(end) = seg.end.filter(|&e| e <= self.sent_total) else { break };
             let sent_ms = self.samples_to_ms(end.saturating_sub(seg.start));
             let name = format!("utt-{}", seg.id);
-            self.marks.insert(name.clone(), (seg.id, sent_ms));
+            if self.marks.len() == MAX_PENDING_MARKS {
+                self.marks.pop_front();
+            }
+            self.marks.push_back((name.clone(), seg.id, sent_ms));
             out.push(Outbound::Mark(name));
             events.push(PlayoutEvent::Sent { utterance_id: seg.id, sent_ms });
             self.segments.pop_front();
@@ -263,79 +259,86 @@ impl Playout {
 
     /// A mark came back: that utterance has been played in full.
     pub fn mark_played(&mut self, name: &str) -> Option<PlayoutEvent> {
-        let (utterance_id, sent_ms) = self.marks.remove(name)?;
+        let i = self.marks.iter().position(|(n, _, _)| n == name)?;
+        let (_, utterance_id, sent_ms) = self.marks.remove(i)?;
         Some(PlayoutEvent::Played { utterance_id, played_ms: sent_ms })
-    }
-
-    /// Runs the actor until cancelled or its inbox closes.
-    pub async fn run(
-        mut self,
-        mut io: PlayoutIo,
-        cancel: CancellationToken,
-        metrics: std::sync::Arc<Metrics>,
-    ) {
-        let mut clock = FrameClock::new(Instant::now(), Duration::from_millis(u64::from(FRAME_MS)));
-        let sleep = tokio::time::sleep_until(clock.deadline());
-        tokio::pin!(sleep);
-        let mut out: Vec<Outbound> = Vec::with_capacity(4);
-        let mut events: Vec<PlayoutEvent> = Vec::with_capacity(4);
-        let dropped_egress = self.dropped_egress.clone();
-        loop {
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                () = &mut sleep => {
-                    let now = Instant::now();
-                    if clock.tick(now).late {
-                        metrics.playout_late_frames.inc();
-                    }
-                    self.next_frame(&mut out, &mut events, now);
-                    sleep.as_mut().reset(clock.deadline());
-                }
-                cmd = io.inbox.recv() => match cmd {
-                    None => break,
-                    Some(PlayoutCommand::Speak(chunk)) => self.enqueue(chunk),
-                    Some(PlayoutCommand::Clear) => self.clear(&mut out, &mut events),
-                    Some(PlayoutCommand::MarkPlayed(name)) => events.extend(self.mark_played(&name)),
-                },
-            }
-            if !deliver(&dropped_egress, &mut out, &mut events, &io).await {
-                break;
-            }
-        }
     }
 }
 
-/// Hands frames to the socket writer (audio never blocks: a full queue drops the frame)
-/// and events to the conversation. False when the writer is gone.
-async fn deliver(
-    dropped_egress: &Counter,
-    out: &mut Vec<Outbound>,
-    events: &mut Vec<PlayoutEvent>,
-    io: &PlayoutIo,
-) -> bool {
-    for item in out.drain(..) {
-        match item {
-            Outbound::Audio(_) => match io.egress.try_send(item) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    dropped_egress.inc();
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => return false,
-            },
-            control => {
-                if io.egress.send(control).await.is_err() {
-                    return false;
-                }
+/// Playout on its clock: owns the [`Playout`] state, its inbox and its event channel; the task
+/// that owns the socket (the session) sleeps until [`PlayoutDriver::deadline`] and calls
+/// [`PlayoutDriver::tick`], then writes what it returns.
+pub struct PlayoutDriver {
+    playout: Playout,
+    clock: FrameClock,
+    inbox: mpsc::Receiver<PlayoutCommand>,
+    events: mpsc::Sender<PlayoutEvent>,
+    out: Vec<Outbound>,
+    pending_events: Vec<PlayoutEvent>,
+    late_frames: Counter,
+}
+
+/// Playout's inbox closed: every producer is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxClosed;
+
+impl PlayoutDriver {
+    pub fn new(
+        playout: Playout,
+        inbox: mpsc::Receiver<PlayoutCommand>,
+        events: mpsc::Sender<PlayoutEvent>,
+        metrics: &Metrics,
+    ) -> Self {
+        Self {
+            playout,
+            clock: FrameClock::new(Instant::now(), Duration::from_millis(u64::from(FRAME_MS))),
+            inbox,
+            events,
+            out: Vec::with_capacity(4),
+            pending_events: Vec::with_capacity(4),
+            late_frames: metrics.playout_late_frames.clone(),
+        }
+    }
+
+    /// When the next frame is due.
+    pub fn deadline(&self) -> Instant {
+        self.clock.deadline()
+    }
+
+    /// The frame due now: takes the commands that arrived since the last frame, in order (a
+    /// `Clear` therefore leaves within one frame), builds the frame and what follows it, and
+    /// reports playout events. Returns the items to write, in order.
+    pub fn tick(&mut self, now: Instant) -> Result<&[Outbound], InboxClosed> {
+        self.out.clear();
+        loop {
+            match self.inbox.try_recv() {
+                Ok(PlayoutCommand::Speak(chunk)) => self.playout.enqueue(chunk),
+                Ok(PlayoutCommand::Clear) => self.playout.clear(&mut self.out, &mut self.pending_events),
+                Ok(PlayoutCommand::MarkPlayed(name)) => self.mark_played(&name),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return Err(InboxClosed),
+            }
+        }
+        if self.clock.tick(now).late {
+            self.late_frames.inc();
+        }
+        self.playout.next_frame(&mut self.out, &mut self.pending_events, now);
+        for ev in self.pending_events.drain(..) {
+            if let Err(mpsc::error::TrySendError::Full(ev)) = self.events.try_send(ev) {
+                tracing::warn!(?ev, "playout: conversation is not keeping up; event dropped");
+            }
+        }
+        Ok(&self.out)
+    }
+
+    /// A mark came back from the gateway.
+    pub fn mark_played(&mut self, name: &str) {
+        if let Some(ev) = self.playout.mark_played(name) {
+            if self.events.try_send(ev).is_err() {
+                tracing::warn!("playout: conversation is not keeping up; played event dropped");
             }
         }
     }
-    for ev in events.drain(..) {
-        if let Err(mpsc::error::TrySendError::Full(ev)) = io.events.try_send(ev) {
-            tracing::warn!(?ev, "playout: conversation is not keeping up; event dropped");
-        }
-    }
-    true
 }
 
 #[cfg(test)]
@@ -403,6 +406,19 @@ mod tests {
         // The echo confirms it was played.
         assert_eq!(p.mark_played("utt-7"), Some(PlayoutEvent::Played { utterance_id: 7, played_ms: 50 }));
         assert_eq!(p.mark_played("utt-7"), None);
+    }
+
+    #[test]
+    fn unechoed_marks_stay_bounded() {
+        let m = Metrics::new();
+        let mut p = Playout::new(l16_16k(), Instant::now(), &m).unwrap();
+        for id in 0..(MAX_PENDING_MARKS as u64 + 10) {
+            p.enqueue(chunk(id, 320, true));
+            let _ = frames(&mut p, 1);
+        }
+        assert_eq!(p.marks.len(), MAX_PENDING_MARKS);
+        assert_eq!(p.mark_played("utt-0"), None, "the oldest was forgotten");
+        assert!(p.mark_played(&format!("utt-{}", MAX_PENDING_MARKS as u64 + 9)).is_some());
     }
 
     #[test]

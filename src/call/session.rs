@@ -20,7 +20,7 @@ use super::conversation::Mode;
 use super::listener::Ingress;
 use super::registry::{CallRegistry, Refusal};
 use super::supervisor::{self, CallHandles};
-use super::{CallControl, PlayoutCommand};
+use super::CallControl;
 use crate::agent::VoiceMode;
 use crate::metrics::Metrics;
 use crate::store::{Call, CallStatus, NewCall, Store, MEDIA_TOKEN_PREFIX};
@@ -73,7 +73,10 @@ impl From<ProtocolError> for Reject {
 }
 
 /// Runs one media websocket to its end.
-pub async fn run<S, E>(socket: S, protocol: Protocol, ctx: SessionContext)
+///
+/// `pre_authorised`: the upgrade request itself was authorised (a valid `X-Twilio-Signature`),
+/// so the start message needs no `token`.
+pub async fn run<S, E>(socket: S, protocol: Protocol, ctx: SessionContext, pre_authorised: bool)
 where
     S: Stream<Item = Result<WsMessage, E>> + Sink<WsMessage> + Unpin + Send,
     E: std::fmt::Display,
@@ -97,7 +100,7 @@ where
         }
     };
 
-    let (call, mode, admission) = match admit(&ctx, protocol, &start).await {
+    let (call, mode, admission) = match admit(&ctx, protocol, &start, pre_authorised).await {
         Ok(admitted) => admitted,
         Err(Reject(code, reason)) => return reject(&mut sink, &ctx.metrics, transport, code, &reason).await,
     };
@@ -185,6 +188,7 @@ async fn admit(
     ctx: &SessionContext,
     protocol: Protocol,
     start: &StartInfo,
+    pre_authorised: bool,
 ) -> Result<(Call, Mode, super::registry::Admission), Reject> {
     let policy = |reason: String| Reject(close_code::POLICY_VIOLATION, reason);
     let param = |k: &str| start.params.get(k).map(String::as_str).filter(|v| !v.is_empty());
@@ -192,8 +196,10 @@ async fn admit(
         tracing::error!(error = %e, "media admission: store failed");
         Reject(close_code::INTERNAL_ERROR, "internal error".into())
     };
-    let token =
-        param("token").ok_or_else(|| policy("missing 'token' parameter (media token or API key)".into()))?;
+    let token = param("token");
+    if token.is_none() && !pre_authorised {
+        return Err(policy("missing 'token' parameter (media token or API key)".into()));
+    }
     let loopback = param("mode") == Some("loopback");
     let mode = if loopback {
         Mode::Loopback { transfer_to: param("transferTo").map(str::to_string) }
@@ -212,7 +218,7 @@ async fn admit(
         }
     })?;
 
-    let call = if token.starts_with(MEDIA_TOKEN_PREFIX) {
+    let call = if let Some(token) = token.filter(|t| t.starts_with(MEDIA_TOKEN_PREFIX)) {
         // Minted for one ringing call by an answer endpoint.
         let call = ctx
             .store
@@ -230,8 +236,10 @@ async fn admit(
         }
         call
     } else {
-        if ctx.store.verify_key(token).await.map_err(internal)?.is_none() {
-            return Err(policy("invalid or revoked API key in 'token'".into()));
+        if let Some(key) = token {
+            if ctx.store.verify_key(key).await.map_err(internal)?.is_none() {
+                return Err(policy("invalid or revoked API key in 'token'".into()));
+            }
         }
         let (agent_id, agent_name, number) = if loopback {
             (None, None, None)
@@ -294,7 +302,8 @@ async fn check_agent(ctx: &SessionContext, agent_id: &str) -> Result<String, Rej
     Ok(agent.config.name)
 }
 
-/// Moves media both ways until the call ends; returns how it ended.
+/// Moves media both ways until the call ends: reads the socket, and at every 20 ms deadline has
+/// playout build the frame and writes it. Returns how the call ended.
 #[allow(clippy::too_many_arguments)]
 async fn pump<Si, St, E>(
     sink: &mut Si,
@@ -312,24 +321,36 @@ where
 {
     let mut events = Vec::with_capacity(4);
     let frames_out = ctx.metrics.frames_out.clone();
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
+    let next_frame = tokio::time::sleep_until(handles.playout_driver.deadline());
+    tokio::pin!(next_frame);
     loop {
         tokio::select! {
             biased;
-            () = cancel.cancelled() => return Ending::completed("ended by the server"),
+            () = &mut cancelled => return Ending::completed("ended by the server"),
+            () = &mut next_frame => {
+                let Ok(out) = handles.playout_driver.tick(tokio::time::Instant::now()) else {
+                    return Ending::failed(close_code::INTERNAL_ERROR, "playout stopped");
+                };
+                let mut audio = 0;
+                for item in out {
+                    if let Some(msg) = wire.encode(item) {
+                        audio += u64::from(matches!(item, Outbound::Audio(_)));
+                        if sink.feed(msg).await.is_err() {
+                            return Ending::failed(close_code::INTERNAL_ERROR, "socket write failed");
+                        }
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return Ending::failed(close_code::INTERNAL_ERROR, "socket write failed");
+                }
+                frames_out.inc_by(audio);
+                next_frame.as_mut().reset(handles.playout_driver.deadline());
+            }
             ctl = handles.control.recv() => {
                 let Some(ctl) = ctl else { return Ending::failed(close_code::INTERNAL_ERROR, "conversation stopped") };
                 return control(sink, wire, ctx, start, ctl).await;
-            }
-            out = handles.egress.recv() => {
-                let Some(out) = out else { return Ending::failed(close_code::INTERNAL_ERROR, "playout stopped") };
-                if let Some(msg) = wire.encode(&out) {
-                    if sink.send(msg).await.is_err() {
-                        return Ending::failed(close_code::INTERNAL_ERROR, "socket write failed");
-                    }
-                    if matches!(out, Outbound::Audio(_)) {
-                        frames_out.inc();
-                    }
-                }
             }
             msg = stream.next() => {
                 let msg = match msg {
@@ -359,9 +380,7 @@ where
                         MediaEvent::Dtmf(d) => {
                             handles.ingress.push(Ingress::Dtmf(d));
                         }
-                        MediaEvent::Mark(name) => {
-                            let _ = handles.playout.try_send(PlayoutCommand::MarkPlayed(name));
-                        }
+                        MediaEvent::Mark(name) => handles.playout_driver.mark_played(&name),
                         MediaEvent::Cleared => {}
                         MediaEvent::Stop => return Ending::completed("caller hung up"),
                         MediaEvent::Start(_) => {
@@ -413,20 +432,24 @@ where
     }
 }
 
-/// Closes the socket with the ending's code and reason (reason cut to the 123 bytes allowed).
+/// Closes the socket with the ending's code and reason.
 async fn close<Si: Sink<WsMessage> + Unpin>(sink: &mut Si, ending: &Ending) {
     if let Some((code, reason)) = &ending.close {
         send_close(sink, *code, reason).await;
     }
 }
 
-async fn send_close<Si: Sink<WsMessage> + Unpin>(sink: &mut Si, code: u16, reason: &str) {
+/// A close frame with the reason cut to the 123 bytes the protocol allows.
+fn close_frame(code: u16, reason: &str) -> WsMessage {
     let mut cut = reason.len().min(123);
     while !reason.is_char_boundary(cut) {
         cut -= 1;
     }
-    let frame = axum::extract::ws::CloseFrame { code, reason: reason[..cut].into() };
-    let _ = sink.send(WsMessage::Close(Some(frame))).await;
+    WsMessage::Close(Some(axum::extract::ws::CloseFrame { code, reason: reason[..cut].into() }))
+}
+
+async fn send_close<Si: Sink<WsMessage> + Unpin>(sink: &mut Si, code: u16, reason: &str) {
+    let _ = sink.send(close_frame(code, reason)).await;
     let _ = sink.close().await;
 }
 

@@ -18,10 +18,12 @@ pub struct SpeakerIo {
 
 /// Runs until cancelled or the conversation is gone.
 pub async fn run(mut io: SpeakerIo, cancel: CancellationToken) {
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let cmd = tokio::select! {
             biased;
-            () = cancel.cancelled() => break,
+            () = &mut cancelled => break,
             cmd = io.commands.recv() => cmd,
         };
         match cmd {

@@ -1,5 +1,6 @@
-//! The call supervisor: spawns and owns a call's listener, conversation, speaker and playout
-//! actors, wired with bounded channels; ends them all together; writes the call record's end.
+//! The call supervisor: spawns and owns a call's listener, conversation and speaker actors and
+//! sets up playout (whose clock the session drives, as it owns the socket), wired with bounded
+//! channels; ends them all together; writes the call record's end.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,13 +12,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::conversation::{self, ConversationIo, Mode};
 use super::listener::{Ingress, Listener, ListenerIo};
-use super::playout::{Playout, PlayoutIo};
+use super::playout::{Playout, PlayoutDriver};
 use super::queue::{self, Producer};
 use super::speaker::{self, SpeakerIo};
-use super::{capacity, CallControl, PlayoutCommand};
+use super::{capacity, CallControl};
 use crate::metrics::Metrics;
 use crate::store::{CallStatus, Store};
-use crate::transport::{Outbound, WireFormat};
+use crate::transport::WireFormat;
 
 /// How long the actors get to wind down once told to stop.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -30,12 +31,10 @@ pub enum SupervisorError {
 
 /// The session's ends of a running call.
 pub struct CallHandles {
+    /// Playout, clocked by the session (which owns the socket it writes to).
+    pub playout_driver: PlayoutDriver,
     /// Caller audio and DTMF into the listener (never blocks; drops the oldest when full).
     pub ingress: Producer<Ingress>,
-    /// Mark echoes into playout.
-    pub playout: mpsc::Sender<PlayoutCommand>,
-    /// Frames and control messages for the socket.
-    pub egress: mpsc::Receiver<Outbound>,
     /// Hang-up and transfer requests from the conversation.
     pub control: mpsc::Receiver<CallControl>,
     cancel: CancellationToken,
@@ -55,7 +54,6 @@ pub fn spawn(mode: Mode, format: WireFormat, metrics: &Arc<Metrics>) -> Result<C
     let (speaker_tx, speaker_rx) = mpsc::channel(capacity::SPEAKER_COMMANDS);
     let (playout_tx, playout_rx) = mpsc::channel(capacity::PLAYOUT_INPUT);
     let (playout_ev_tx, playout_ev_rx) = mpsc::channel(capacity::PLAYOUT_EVENTS);
-    let (egress_tx, egress_rx) = mpsc::channel(capacity::EGRESS_FRAMES);
     let (control_tx, control_rx) = mpsc::channel(capacity::CONTROL);
 
     let cancel = CancellationToken::new();
@@ -79,20 +77,10 @@ pub fn spawn(mode: Mode, format: WireFormat, metrics: &Arc<Metrics>) -> Result<C
             SpeakerIo { commands: speaker_rx, playout: playout_tx.clone() },
             cancel.clone(),
         )),
-        tokio::spawn(playout.run(
-            PlayoutIo { inbox: playout_rx, egress: egress_tx, events: playout_ev_tx },
-            cancel.clone(),
-            metrics.clone(),
-        )),
     ];
-    Ok(CallHandles {
-        ingress: ingress_tx,
-        playout: playout_tx,
-        egress: egress_rx,
-        control: control_rx,
-        cancel,
-        tasks,
-    })
+    let playout_driver = PlayoutDriver::new(playout, playout_rx, playout_ev_tx, metrics);
+    drop(playout_tx);
+    Ok(CallHandles { playout_driver, ingress: ingress_tx, control: control_rx, cancel, tasks })
 }
 
 impl CallHandles {
