@@ -529,3 +529,54 @@ async fn shutdown_ends_live_calls_cleanly() {
     assert_eq!((rows[0].1.as_str(), rows[0].7.as_deref()), ("completed", Some("ended by the server")));
     let _ = b64(&[]);
 }
+
+#[tokio::test]
+async fn twilio_stream_authorised_by_its_upgrade_signature() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let s = TestServer::start_with(|c| {
+        c.public_url = Some("https://voice.example.com".into());
+        c.gateways.twilio_auth_token = Some("twilio-auth-token".into());
+    })
+    .await;
+    let agent = s.agent(json!({"name": "Signed"})).await;
+    let url = format!("ws://{}/twilio/media", s.addr);
+    let signed = |sig: &str| {
+        let mut req = url.as_str().into_client_request().unwrap();
+        req.headers_mut().insert("x-twilio-signature", sig.parse().unwrap());
+        req
+    };
+    let good = switchboard::transport::answer::twilio_signature(
+        "twilio-auth-token",
+        "wss://voice.example.com/twilio/media",
+        &[],
+    );
+
+    // Valid signature: the start needs no token.
+    let (ws, _) = tokio_tungstenite::connect_async(signed(&good)).await.expect("signed upgrade accepted");
+    let (mut tx, mut rx) = futures_util::StreamExt::split(ws);
+    futures_util::SinkExt::send(&mut tx, twilio::start(json!({"agentId": agent["id"]}))).await.unwrap();
+    let first =
+        tokio::time::timeout(Duration::from_secs(5), futures_util::StreamExt::next(&mut rx)).await.unwrap();
+    assert!(matches!(first, Some(Ok(Message::Text(_)))), "media flows: {first:?}");
+    let rows = calls_when(&s, |c| c.len() == 1).await;
+    assert_eq!(
+        (rows[0].1.as_str(), rows[0].4.clone()),
+        ("in-progress", agent["id"].as_str().map(str::to_string))
+    );
+
+    // A wrong signature is refused before the upgrade.
+    let err =
+        tokio_tungstenite::connect_async(signed("bm90IHRoZSBzaWduYXR1cmU=")).await.expect_err("refused");
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => assert_eq!(resp.status().as_u16(), 403),
+        other => panic!("expected HTTP 403, got {other:?}"),
+    }
+
+    // No signature: the token is required as usual.
+    let mut c = Client::connect(s.addr, "/twilio/media", no_echo).await;
+    c.send(twilio::start(json!({"agentId": agent["id"]}))).await;
+    let (code, reason) = c.closed().await;
+    assert_eq!(code, POLICY);
+    assert!(reason.contains("token"), "{reason}");
+    drop(tx);
+}
