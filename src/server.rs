@@ -7,6 +7,7 @@ use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +66,12 @@ impl Server {
         let addr = listener.local_addr()?;
         let app = api::router(self.state.clone(), self.config.request_timeout);
         let stop_accepting = CancellationToken::new();
+        // Voice frames are small and must leave at once: no Nagle delay waiting for ACKs.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(listener, app)
             .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
             .into_future();

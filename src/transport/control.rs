@@ -108,11 +108,7 @@ impl GatewayControl {
                 self.send(protocol, OP, Method::POST, &url, Auth::Basic(&sid, token), body).await
             }
             Protocol::Telnyx => {
-                let key = c
-                    .telnyx_api_key
-                    .as_deref()
-                    .filter(|k| !k.is_empty())
-                    .ok_or(ControlError::NotConfigured(p))?;
+                let key = secret(&c.telnyx_api_key, p)?;
                 let call = call_id(protocol, start)?;
                 let url = format!("{}/v2/calls/{}/actions/hangup", base(&c.telnyx_api_base), segment(call));
                 self.send(protocol, OP, Method::POST, &url, Auth::Bearer(key), Body::Json(json!({}))).await
@@ -124,11 +120,7 @@ impl GatewayControl {
                 self.send(protocol, OP, Method::DELETE, &url, Auth::Basic(id, token), Body::None).await
             }
             Protocol::Vonage => {
-                let jwt = c
-                    .vonage_jwt
-                    .as_deref()
-                    .filter(|k| !k.is_empty())
-                    .ok_or(ControlError::NotConfigured(p))?;
+                let jwt = secret(&c.vonage_jwt, p)?;
                 let call = call_id(protocol, start)?;
                 let url = format!("{}/v1/calls/{}", base(&c.vonage_api_base), segment(call));
                 let body = Body::Json(json!({ "action": "hangup" }));
@@ -164,11 +156,7 @@ impl GatewayControl {
                 self.send(protocol, OP, Method::POST, &url, Auth::Basic(&sid, token), body).await
             }
             Protocol::Telnyx => {
-                let key = c
-                    .telnyx_api_key
-                    .as_deref()
-                    .filter(|k| !k.is_empty())
-                    .ok_or(ControlError::NotConfigured(p))?;
+                let key = secret(&c.telnyx_api_key, p)?;
                 let call = call_id(protocol, start)?;
                 let url = format!("{}/v2/calls/{}/actions/transfer", base(&c.telnyx_api_base), segment(call));
                 self.send(
@@ -195,11 +183,7 @@ impl GatewayControl {
                 self.send(protocol, OP, Method::POST, &url, Auth::Basic(id, token), body).await
             }
             Protocol::Vonage => {
-                let jwt = c
-                    .vonage_jwt
-                    .as_deref()
-                    .filter(|k| !k.is_empty())
-                    .ok_or(ControlError::NotConfigured(p))?;
+                let jwt = secret(&c.vonage_jwt, p)?;
                 let call = call_id(protocol, start)?;
                 let url = format!("{}/v1/calls/{}", base(&c.vonage_api_base), segment(call));
                 let number = to.trim_start_matches('+');
@@ -362,6 +346,11 @@ fn truncate(s: &str, max: usize) -> String {
         Some((cut, _)) => format!("{}…", &s[..cut]),
         None => s.to_string(),
     }
+}
+
+/// A configured credential: present and not empty, else the protocol is not configured.
+fn secret<'a>(value: &'a Option<String>, protocol: &'static str) -> Result<&'a str, ControlError> {
+    value.as_deref().filter(|v| !v.is_empty()).ok_or(ControlError::NotConfigured(protocol))
 }
 
 #[cfg(test)]

@@ -168,17 +168,8 @@ impl Wire for PlivoWire {
     }
 
     fn decode(&mut self, msg: WsMessage, out: &mut Vec<MediaEvent>) -> Result<(), ProtocolError> {
-        let text = match &msg {
-            WsMessage::Text(t) => t.as_str(),
-            WsMessage::Binary(_) => return Err(ProtocolError::UnexpectedBinary("plivo")),
-            _ => return Ok(()),
-        };
-        let msg: Msg = match u::parse_json(text, FIELDS) {
-            Ok(m) => m,
-            Err(ProtocolError::BadField { event, .. }) if !is_known(&event) && event != "message" => {
-                return Ok(())
-            }
-            Err(e) => return Err(e),
+        let Some(msg): Option<Msg> = u::parse_message(&msg, "plivo", FIELDS, is_known)? else {
+            return Ok(());
         };
         let event = msg.event.as_deref().ok_or_else(|| bad_field("message", "event"))?;
         let started = self.started.is_some();

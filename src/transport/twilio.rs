@@ -146,18 +146,8 @@ impl Wire for TwilioWire {
     }
 
     fn decode(&mut self, msg: WsMessage, out: &mut Vec<MediaEvent>) -> Result<(), ProtocolError> {
-        let text = match &msg {
-            WsMessage::Text(t) => t.as_str(),
-            WsMessage::Binary(_) => return Err(ProtocolError::UnexpectedBinary("twilio")),
-            _ => return Ok(()),
-        };
-        let msg: Msg = match u::parse_json(text, FIELDS) {
-            Ok(m) => m,
-            // A known event with a field of the wrong type is an error; an unknown one is ignored.
-            Err(ProtocolError::BadField { event, .. }) if !is_known(&event) && event != "message" => {
-                return Ok(())
-            }
-            Err(e) => return Err(e),
+        let Some(msg): Option<Msg> = u::parse_message(&msg, "twilio", FIELDS, is_known)? else {
+            return Ok(());
         };
         let event = msg.event.as_deref().ok_or_else(|| bad_field("message", "event"))?;
         let started = self.stream_sid.is_some();

@@ -52,6 +52,27 @@ pub(crate) fn parse_json<'a, T: Deserialize<'a>>(
     }
 }
 
+/// Decodes one message of a JSON-text protocol: `Ok(None)` for frames that carry nothing
+/// (ping/pong/close) and for events this protocol does not know, even malformed ones (forward
+/// compatibility); binary is `UnexpectedBinary`; a known event with a bad field is an error.
+pub(crate) fn parse_message<'a, T: Deserialize<'a>>(
+    msg: &'a WsMessage,
+    protocol: &'static str,
+    fields: &[&'static str],
+    is_known: fn(&str) -> bool,
+) -> Result<Option<T>, ProtocolError> {
+    let text = match msg {
+        WsMessage::Text(t) => t.as_str(),
+        WsMessage::Binary(_) => return Err(ProtocolError::UnexpectedBinary(protocol)),
+        _ => return Ok(None),
+    };
+    match parse_json(text, fields) {
+        Ok(m) => Ok(Some(m)),
+        Err(ProtocolError::BadField { event, .. }) if !is_known(&event) && event != "message" => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The `event` member of a JSON object, if there is one and it is a string (error paths only).
 pub(crate) fn event_name(text: &str) -> Option<String> {
     #[derive(serde::Deserialize)]
