@@ -52,6 +52,9 @@ pub struct RawConfig {
     /// Most concurrent calls; more are refused with a close reason [default: 1000].
     #[arg(long, env = "SWITCHBOARD_MAX_CALLS")]
     pub max_calls: Option<usize>,
+    /// Seconds a connected media socket may take to send its start message [default: 10].
+    #[arg(long, env = "SWITCHBOARD_MEDIA_START_TIMEOUT_SECS")]
+    pub media_start_timeout_secs: Option<u64>,
     /// Seconds a media token minted by an answer endpoint stays valid [default: 60].
     #[arg(long, env = "SWITCHBOARD_MEDIA_TOKEN_TTL_SECS")]
     pub media_token_ttl_secs: Option<u64>,
@@ -114,6 +117,8 @@ pub struct Config {
     pub max_calls: usize,
     /// Lifetime of media tokens minted by answer endpoints.
     pub media_token_ttl: Duration,
+    /// How long a media socket may take to send its start message.
+    pub media_start_timeout: Duration,
     /// Gateway REST credentials and base URLs (call control, signatures).
     pub gateways: GatewayConfig,
 }
@@ -179,6 +184,7 @@ impl Default for Config {
             public_url: None,
             max_calls: 1000,
             media_token_ttl: Duration::from_secs(60),
+            media_start_timeout: Duration::from_secs(10),
             gateways: GatewayConfig::default(),
         }
     }
@@ -220,6 +226,11 @@ impl RawConfig {
                 merged.media_token_ttl_secs,
                 defaults.media_token_ttl,
             )?,
+            media_start_timeout: seconds(
+                "media_start_timeout_secs",
+                merged.media_start_timeout_secs,
+                defaults.media_start_timeout,
+            )?,
             gateways: {
                 let d = GatewayConfig::default();
                 GatewayConfig {
@@ -258,6 +269,7 @@ impl RawConfig {
             public_url: self.public_url.or(lower.public_url),
             max_calls: self.max_calls.or(lower.max_calls),
             media_token_ttl_secs: self.media_token_ttl_secs.or(lower.media_token_ttl_secs),
+            media_start_timeout_secs: self.media_start_timeout_secs.or(lower.media_start_timeout_secs),
             twilio_account_sid: self.twilio_account_sid.or(lower.twilio_account_sid),
             twilio_auth_token: self.twilio_auth_token.or(lower.twilio_auth_token),
             twilio_api_base: self.twilio_api_base.or(lower.twilio_api_base),

@@ -580,3 +580,19 @@ async fn twilio_stream_authorised_by_its_upgrade_signature() {
     assert!(reason.contains("token"), "{reason}");
     drop(tx);
 }
+
+#[tokio::test]
+async fn a_socket_that_never_starts_is_closed_after_the_start_timeout() {
+    let s = TestServer::start_with(|c| c.media_start_timeout = Duration::from_secs(1)).await;
+    let good = good_call(&s, 100).await;
+    let mut silent = Client::connect(s.addr, "/twilio/media", no_echo).await;
+    silent.send(Message::text(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#)).await;
+    let (code, reason) = silent.closed().await;
+    assert_eq!(code, POLICY);
+    assert_eq!(reason, "no start message within 1 s");
+    let good = good.await.unwrap();
+    assert!(good.got.close.is_none() && good.got.frames.len() >= 100, "the other call carried on");
+    drop(good);
+    let rows = calls_when(&s, |c| c.len() == 1 && c[0].1 != "in-progress").await;
+    assert_eq!(rows.len(), 1, "the silent socket left no call record");
+}

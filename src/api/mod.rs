@@ -99,6 +99,7 @@ impl AppState {
             registry: self.inner.registry.clone(),
             metrics: self.inner.metrics.clone(),
             control: self.inner.control.clone(),
+            start_timeout: self.inner.config.media_start_timeout,
         }
     }
 

@@ -1,7 +1,8 @@
 //! A media session: one websocket from start message to close.
 //!
 //! 1. Handshake: wait (bounded) for the protocol's start message; audio before it, malformed
-//!    input or silence past [`START_TIMEOUT`] close the socket with a code and reason.
+//!    input or silence past the start timeout (`--media-start-timeout-secs`, default 10 s) close
+//!    the socket with a code and reason.
 //! 2. Admission: authorise (a one-time media token minted by an answer endpoint, or an API key),
 //!    choose the agent (`agentId`, else the called number) or the loopback diagnostics mode,
 //!    take a place under the concurrent-call cap — all before any call record is written.
@@ -29,8 +30,6 @@ use crate::transport::{
     close_code, MediaEvent, Outbound, Protocol, ProtocolError, StartInfo, Wire, WsMessage,
 };
 
-/// How long a connected socket may take to send its start message.
-pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Normal closure.
 const CLOSE_NORMAL: u16 = 1000;
 
@@ -41,6 +40,8 @@ pub struct SessionContext {
     pub registry: Arc<CallRegistry>,
     pub metrics: Arc<Metrics>,
     pub control: Arc<GatewayControl>,
+    /// How long a connected socket may take to send its start message.
+    pub start_timeout: Duration,
 }
 
 /// Why a session ended, as written to the call record and the close frame.
@@ -85,7 +86,7 @@ where
     let mut wire = protocol.wire();
     let transport = protocol.as_str();
 
-    let start = match tokio::time::timeout(START_TIMEOUT, await_start(&mut stream, wire.as_mut())).await {
+    let start = match tokio::time::timeout(ctx.start_timeout, await_start(&mut stream, wire.as_mut())).await {
         Ok(Ok(Some(start))) => start,
         Ok(Ok(None)) => {
             tracing::info!(transport, "media socket closed before its start message");
@@ -95,7 +96,7 @@ where
             return reject(&mut sink, &ctx.metrics, transport, code, &reason).await
         }
         Err(_) => {
-            let reason = format!("no start message within {} s", START_TIMEOUT.as_secs());
+            let reason = format!("no start message within {} s", ctx.start_timeout.as_secs());
             return reject(&mut sink, &ctx.metrics, transport, close_code::POLICY_VIOLATION, &reason).await;
         }
     };
