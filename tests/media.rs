@@ -32,57 +32,47 @@ fn no_echo(_: &str) -> Option<Message> {
     None
 }
 
-/// Every call row: (id, status, transport, direction, agent_id, started_at, ended_at, end_reason).
-async fn calls(
-    s: &TestServer,
-) -> Vec<(
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-)> {
+/// One row of the calls table, as the tests look at it.
+#[derive(Debug, Clone)]
+#[allow(dead_code)]
+struct CallRow {
+    id: String,
+    status: String,
+    transport: Option<String>,
+    direction: String,
+    agent_id: Option<String>,
+    started_at: Option<String>,
+    ended_at: Option<String>,
+    end_reason: Option<String>,
+}
+
+/// Every call row, oldest first.
+async fn calls(s: &TestServer) -> Vec<CallRow> {
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
     let rows = sqlx::query(
-        "SELECT id, status, transport, direction, agent_id, started_at, ended_at, end_reason FROM calls ORDER BY created_at",
+        "SELECT id, status, transport, direction, agent_id, started_at, ended_at, end_reason FROM calls \
+         ORDER BY created_at",
     )
     .fetch_all(&pool)
     .await
     .unwrap();
     pool.close().await;
     rows.iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7)))
+        .map(|r| CallRow {
+            id: r.get(0),
+            status: r.get(1),
+            transport: r.get(2),
+            direction: r.get(3),
+            agent_id: r.get(4),
+            started_at: r.get(5),
+            ended_at: r.get(6),
+            end_reason: r.get(7),
+        })
         .collect()
 }
 
 /// Waits until the call rows satisfy `done` (the record is written just after the socket closes).
-async fn calls_when(
-    s: &TestServer,
-    done: impl Fn(
-        &[(
-            String,
-            String,
-            Option<String>,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        )],
-    ) -> bool,
-) -> Vec<(
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-)> {
+async fn calls_when(s: &TestServer, done: impl Fn(&[CallRow]) -> bool) -> Vec<CallRow> {
     for _ in 0..100 {
         let c = calls(s).await;
         if done(&c) {
@@ -157,15 +147,15 @@ async fn twilio_loopback_returns_the_audio_paced_with_marks_clear_and_a_call_rec
     c.send(twilio::stop()).await;
     let (code, reason) = c.closed().await;
     assert_eq!((code, reason.as_str()), (NORMAL, "caller hung up"));
-    let rows = calls_when(&s, |c| c.len() == 1 && c[0].1 != "in-progress").await;
-    let (_, status, transport, direction, agent, started, ended, end_reason) = &rows[0];
+    let rows = calls_when(&s, |c| c.len() == 1 && c[0].status != "in-progress").await;
+    let row = &rows[0];
     assert_eq!(
-        (status.as_str(), transport.as_deref(), direction.as_str()),
+        (row.status.as_str(), row.transport.as_deref(), row.direction.as_str()),
         ("completed", Some("twilio"), "inbound")
     );
-    assert_eq!(agent, &None, "loopback needs no agent");
-    assert!(started.as_ref().unwrap() <= ended.as_ref().unwrap());
-    assert_eq!(end_reason.as_deref(), Some("caller hung up"));
+    assert_eq!(row.agent_id, None, "loopback needs no agent");
+    assert!(row.started_at.as_ref().unwrap() <= row.ended_at.as_ref().unwrap());
+    assert_eq!(row.end_reason.as_deref(), Some("caller hung up"));
 }
 
 /// A μ-law 8 kHz loopback call on a JSON protocol: whole 160-byte frames, the tone back, marks
@@ -195,8 +185,8 @@ async fn mulaw_loopback_with_key(
     let marks: Vec<_> = c.got.marks.iter().filter(|(n, _)| n.starts_with("utt-")).collect();
     assert!(marks.len() >= 2 && marks[1].1 - marks[0].1 == 50, "{transport}: {:?}", c.got.marks);
     drop(c);
-    let rows = calls_when(&s, |c| c.len() == 1 && c[0].1 != "in-progress").await;
-    assert_eq!(rows[0].2.as_deref(), Some(transport));
+    let rows = calls_when(&s, |c| c.len() == 1 && c[0].status != "in-progress").await;
+    assert_eq!(rows[0].transport.as_deref(), Some(transport));
 }
 
 fn telnyx_echo(name: &str) -> Option<Message> {
@@ -243,10 +233,10 @@ async fn native_l16_loopback_with_in_band_hangup() {
     assert_eq!(code, NORMAL);
     assert_eq!(c.got.control.len(), 1, "{:?}", c.got.control);
     assert_eq!(c.got.control[0]["event"], "hangup");
-    let rows = calls_when(&s, |c| c.len() == 1 && c[0].1 != "in-progress").await;
-    assert_eq!(rows[0].1, "completed");
-    assert_eq!(rows[0].3, "web");
-    assert!(rows[0].7.as_deref().unwrap().starts_with("agent hung up"), "{:?}", rows[0].7);
+    let rows = calls_when(&s, |c| c.len() == 1 && c[0].status != "in-progress").await;
+    assert_eq!(rows[0].status, "completed");
+    assert_eq!(rows[0].direction, "web");
+    assert!(rows[0].end_reason.as_deref().unwrap().starts_with("agent hung up"), "{:?}", rows[0].end_reason);
 }
 
 #[tokio::test]
@@ -295,8 +285,8 @@ async fn native_transfer_goes_in_band() {
     let (code, _) = c.closed().await;
     assert_eq!(code, NORMAL);
     assert_eq!(c.got.control.first().map(|v| v["to"].clone()), Some(json!("+14155550100")));
-    let rows = calls_when(&s, |c| c.len() == 1 && c[0].1 != "in-progress").await;
-    assert_eq!(rows[0].7.as_deref(), Some("transferred to +14155550100"));
+    let rows = calls_when(&s, |c| c.len() == 1 && c[0].status != "in-progress").await;
+    assert_eq!(rows[0].end_reason.as_deref(), Some("transferred to +14155550100"));
 }
 
 #[tokio::test]
@@ -314,9 +304,9 @@ async fn vonage_loopback_binary_frames() {
     assert!(tone_stats(&back, 16000, 440.0).0 > 100.0);
     // The gateway drops the TCP connection without a closing handshake.
     drop(c);
-    let rows = calls_when(&s, |c| c.len() == 1 && c[0].1 != "in-progress").await;
-    assert_eq!((rows[0].1.as_str(), rows[0].2.as_deref()), ("completed", Some("vonage")));
-    assert_eq!(rows[0].7.as_deref(), Some("connection lost without a close frame"));
+    let rows = calls_when(&s, |c| c.len() == 1 && c[0].status != "in-progress").await;
+    assert_eq!((rows[0].status.as_str(), rows[0].transport.as_deref()), ("completed", Some("vonage")));
+    assert_eq!(rows[0].end_reason.as_deref(), Some("connection lost without a close frame"));
 }
 
 /// Starts a good loopback call on Twilio and keeps it streaming in the background.
@@ -430,8 +420,11 @@ async fn bad_input_closes_with_a_reason_and_other_calls_carry_on() {
 
     // Nothing half-created: the refused streams left no call rows; the failed ones are failed.
     let rows = calls(&s).await;
-    let failed: Vec<_> =
-        rows.iter().filter(|r| r.1 == "failed").map(|r| r.7.clone().unwrap_or_default()).collect();
+    let failed: Vec<_> = rows
+        .iter()
+        .filter(|r| r.status == "failed")
+        .map(|r| r.end_reason.clone().unwrap_or_default())
+        .collect();
     assert_eq!(
         failed.len(),
         4,
@@ -457,7 +450,7 @@ async fn capacity_refuses_with_try_again_later_and_readiness_says_so() {
     let first = first.await.unwrap();
     assert!(first.got.close.is_none());
     drop(first);
-    let rows = calls_when(&s, |c| c.len() == 1 && c[0].1 != "in-progress").await;
+    let rows = calls_when(&s, |c| c.len() == 1 && c[0].status != "in-progress").await;
     assert_eq!(rows.len(), 1, "the refused call left no record");
     let metrics = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
     assert!(
@@ -485,8 +478,8 @@ async fn agent_calls_by_number_and_by_one_time_media_token() {
     assert!(!c.got.frames.is_empty(), "playout runs (silence) for an agent call");
     c.send(twilio::stop()).await;
     assert_eq!(c.closed().await.0, NORMAL);
-    let rows = calls_when(&s, |c| c.len() == 1 && c[0].1 != "in-progress").await;
-    assert_eq!(rows[0].4.as_deref(), Some(agent_id.as_str()));
+    let rows = calls_when(&s, |c| c.len() == 1 && c[0].status != "in-progress").await;
+    assert_eq!(rows[0].agent_id.as_deref(), Some(agent_id.as_str()));
 
     // A media token minted for a ringing call: redeemed once.
     let store =
@@ -526,7 +519,10 @@ async fn shutdown_ends_live_calls_cleanly() {
     assert_eq!((code, reason.as_str()), (NORMAL, "ended by the server"));
     assert!(s.join(Duration::from_secs(10)).await.expect("server stops").is_ok());
     let rows = calls(&s).await;
-    assert_eq!((rows[0].1.as_str(), rows[0].7.as_deref()), ("completed", Some("ended by the server")));
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].end_reason.as_deref()),
+        ("completed", Some("ended by the server"))
+    );
     let _ = b64(&[]);
 }
 
@@ -560,7 +556,7 @@ async fn twilio_stream_authorised_by_its_upgrade_signature() {
     assert!(matches!(first, Some(Ok(Message::Text(_)))), "media flows: {first:?}");
     let rows = calls_when(&s, |c| c.len() == 1).await;
     assert_eq!(
-        (rows[0].1.as_str(), rows[0].4.clone()),
+        (rows[0].status.as_str(), rows[0].agent_id.clone()),
         ("in-progress", agent["id"].as_str().map(str::to_string))
     );
 
@@ -593,6 +589,6 @@ async fn a_socket_that_never_starts_is_closed_after_the_start_timeout() {
     let good = good.await.unwrap();
     assert!(good.got.close.is_none() && good.got.frames.len() >= 100, "the other call carried on");
     drop(good);
-    let rows = calls_when(&s, |c| c.len() == 1 && c[0].1 != "in-progress").await;
+    let rows = calls_when(&s, |c| c.len() == 1 && c[0].status != "in-progress").await;
     assert_eq!(rows.len(), 1, "the silent socket left no call record");
 }
