@@ -289,19 +289,29 @@ async fn native_transfer_goes_in_band() {
     assert_eq!(rows[0].end_reason.as_deref(), Some("transferred to +14155550100"));
 }
 
+fn vonage_echo(name: &str) -> Option<Message> {
+    Some(vonage::notified(name))
+}
+
 #[tokio::test]
-async fn vonage_loopback_binary_frames() {
+async fn vonage_loopback_binary_frames_notify_marks_and_clear() {
     let s = TestServer::start().await;
     let tone = Fixture::load("tone-440.l16-16k.wav");
-    let mut c = Client::connect(s.addr, "/vonage/media", no_echo).await;
+    let mut c = Client::connect(s.addr, "/vonage/media", vonage_echo).await;
     c.send(vonage::connected(16000, json!({"token": s.key, "mode": "loopback"}))).await;
     let frames: Vec<Message> = tone.frames().into_iter().map(Message::binary).collect();
     c.stream(frames, Duration::from_millis(400)).await;
     assert!(c.got.frames.len() >= 100);
     assert!(c.got.frames.iter().all(|f| f.len() == 640), "exactly the negotiated frame size");
-    assert!(c.got.marks.is_empty(), "Vonage has no in-band marks");
+    // Marks travel as `notify` commands, 50 frames apart, and come back as `websocket:notify`.
+    let marks: Vec<_> = c.got.marks.iter().filter(|(n, _)| n.starts_with("utt-")).collect();
+    assert!(marks.len() >= 2 && marks[1].1 - marks[0].1 == 50, "{:?}", c.got.marks);
     let back = audible(&c.got.frames, l16);
     assert!(tone_stats(&back, 16000, 440.0).0 > 100.0);
+    // Barge-in: `{"action":"clear"}`.
+    c.send(vonage::dtmf('5')).await;
+    c.collect_for(Duration::from_millis(300)).await;
+    assert_eq!(c.got.clears.len(), 1, "clear sent in-band");
     // The gateway drops the TCP connection without a closing handshake.
     drop(c);
     let rows = calls_when(&s, |c| c.len() == 1 && c[0].status != "in-progress").await;

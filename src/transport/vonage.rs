@@ -4,13 +4,14 @@
 //! carrying the NCCO `connect` endpoint's custom headers (as top-level members, or inside a
 //! `headers` object — both have been documented) → [`MediaEvent::Start`] with 16-bit little-endian
 //! PCM at 8 or 16 kHz. Then binary frames of raw PCM (320 / 640 bytes per 20 ms; any whole number of
-//! samples is accepted) and text events: `websocket:dtmf {digit, duration}` → DTMF, others ignored.
+//! samples is accepted) and text events: `websocket:dtmf {digit, duration}` → DTMF,
+//! `websocket:notify {payload: {name}}` → Mark (the audio queued before our `notify` has played),
+//! `websocket:cleared` → Cleared; others ignored.
 //!
-//! Out: audio as binary frames, byte for byte. Marks and clears encode to `None` here: the call
-//! layer paces and times Vonage playback itself. (Vonage has since documented text commands
-//! `{"action":"clear"}` and `{"action":"notify","payload":…}`, answered by `websocket:cleared` and
-//! `websocket:notify`; wiring them up would give Vonage in-band marks.) Hang-up and transfer go
-//! through the Voice REST API.
+//! Out: audio as binary frames, byte for byte; a mark as `{"action":"notify","payload":{"name":…}}`
+//! (Vonage answers with `websocket:notify` carrying the payload once the audio before it has
+//! played); a clear as `{"action":"clear"}` (Vonage drops its playback buffer and answers
+//! `websocket:cleared`). Hang-up and transfer go through the Voice REST API.
 
 use std::collections::HashMap;
 
@@ -89,7 +90,15 @@ impl VonageWire {
                 let digit = obj.get("digit").or_else(|| obj.get("dtmf").and_then(|d| d.get("digit")));
                 out.push(MediaEvent::Dtmf(u::parse_digit(event, digit.and_then(Value::as_str))?));
             }
-            _ => {} // websocket:cleared, websocket:notify, and future events
+            "websocket:notify" if self.format.is_some() => {
+                // Our own notify payloads carry the mark's name; others are not ours to report.
+                let name = obj.get("payload").and_then(|p| p.get("name")).and_then(Value::as_str);
+                if let Some(name) = name {
+                    out.push(MediaEvent::Mark(name.to_string()));
+                }
+            }
+            "websocket:cleared" if self.format.is_some() => out.push(MediaEvent::Cleared),
+            _ => {} // future events
         }
         Ok(())
     }
@@ -124,7 +133,15 @@ impl Wire for VonageWire {
         self.format?;
         match item {
             Outbound::Audio(bytes) => Some(WsMessage::Binary(bytes.clone().into())),
-            Outbound::Mark(_) | Outbound::Clear | Outbound::Hangup { .. } | Outbound::Transfer { .. } => None,
+            Outbound::Mark(name) => {
+                let mut text = String::with_capacity(48 + name.len());
+                text.push_str(r#"{"action":"notify","payload":{"name":"#);
+                u::push_json_str(&mut text, name);
+                text.push_str("}}");
+                Some(WsMessage::Text(text.into()))
+            }
+            Outbound::Clear => Some(WsMessage::Text(r#"{"action":"clear"}"#.into())),
+            Outbound::Hangup { .. } | Outbound::Transfer { .. } => None,
         }
     }
 }
@@ -195,7 +212,7 @@ mod tests {
         assert_eq!(feed(&mut w, WsMessage::Binary(Vec::new().into())).unwrap(), vec![]);
         let dtmf = r#"{"event":"websocket:dtmf","digit":"5","duration":260}"#;
         assert_eq!(feed(&mut w, t(dtmf)).unwrap(), vec![MediaEvent::Dtmf('5')]);
-        assert_eq!(feed(&mut w, t(r#"{"event":"websocket:cleared"}"#)).unwrap(), vec![]);
+        assert_eq!(feed(&mut w, t(r#"{"event":"websocket:future-thing"}"#)).unwrap(), vec![]);
         assert_eq!(feed(&mut w, WsMessage::Pong(Vec::new().into())).unwrap(), vec![]);
     }
 
@@ -212,14 +229,29 @@ mod tests {
             Some(WsMessage::Binary(b)) => assert_eq!(&b[..], &frame[..]),
             other => panic!("{other:?}"),
         }
-        for item in [
-            Outbound::Mark("m".into()),
-            Outbound::Clear,
-            Outbound::Hangup { reason: "x".into() },
-            Outbound::Transfer { to: "+1".into() },
-        ] {
+        let json = |m: Option<WsMessage>| -> Value {
+            match m {
+                Some(WsMessage::Text(t)) => serde_json::from_str(t.as_str()).unwrap(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            json(w.encode(&Outbound::Mark("utt-\"1".into()))),
+            serde_json::json!({"action": "notify", "payload": {"name": "utt-\"1"}})
+        );
+        assert_eq!(json(w.encode(&Outbound::Clear)), serde_json::json!({"action": "clear"}));
+        for item in [Outbound::Hangup { reason: "x".into() }, Outbound::Transfer { to: "+1".into() }] {
             assert_eq!(w.encode(&item), None, "{item:?}");
         }
+    }
+
+    #[test]
+    fn notify_echoes_are_marks_and_cleared_is_acknowledged() {
+        let mut w = started();
+        let ev = feed(&mut w, t(r#"{"event":"websocket:notify","payload":{"name":"utt-7"}}"#)).unwrap();
+        assert_eq!(ev, vec![MediaEvent::Mark("utt-7".into())]);
+        assert_eq!(feed(&mut w, t(r#"{"event":"websocket:notify","payload":{"other":1}}"#)).unwrap(), vec![]);
+        assert_eq!(feed(&mut w, t(r#"{"event":"websocket:cleared"}"#)).unwrap(), vec![MediaEvent::Cleared]);
     }
 
     #[test]

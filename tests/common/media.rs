@@ -108,12 +108,18 @@ impl Client {
             Message::Binary(b) => self.got.frames.push(b.to_vec()),
             Message::Text(t) => {
                 let v: Value = serde_json::from_str(&t).expect("server text is JSON");
-                match v["event"].as_str().unwrap_or_default() {
+                // Vonage commands are keyed by `action` (notify = a mark, clear).
+                let kind = v["event"].as_str().or_else(|| v["action"].as_str()).unwrap_or_default();
+                match kind {
                     "media" | "playAudio" => {
                         self.got.frames.push(unb64(v["media"]["payload"].as_str().expect("payload")))
                     }
-                    "mark" | "checkpoint" => {
-                        let name = v["mark"]["name"].as_str().or(v["name"].as_str()).expect("mark name");
+                    "mark" | "checkpoint" | "notify" => {
+                        let name = v["mark"]["name"]
+                            .as_str()
+                            .or(v["name"].as_str())
+                            .or(v["payload"]["name"].as_str())
+                            .expect("mark name");
                         self.got.marks.push((name.to_string(), self.got.frames.len()));
                         if let Some(reply) = (self.echo)(name) {
                             self.send(reply).await;
@@ -259,6 +265,11 @@ pub mod vonage {
         Message::text(
             json!({"event": "websocket:dtmf", "digit": digit.to_string(), "duration": 250}).to_string(),
         )
+    }
+
+    /// What Vonage sends once the audio queued before a `notify` has played.
+    pub fn notified(name: &str) -> Message {
+        Message::text(json!({"event": "websocket:notify", "payload": {"name": name}}).to_string())
     }
 }
 
