@@ -17,6 +17,9 @@ use crate::metrics::Metrics;
 use crate::store::{NewKey, Store, StoreError};
 use crate::voices::VoiceCatalogue;
 
+/// How long ended calls get to tear down (actors, a gateway request, the record) at shutdown.
+const CALL_TEARDOWN: std::time::Duration = std::time::Duration::from_secs(15);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(transparent)]
@@ -98,7 +101,11 @@ impl Server {
         let ended = self.state.registry().drain(deadline.saturating_duration_since(Instant::now())).await;
         if ended > 0 {
             tracing::warn!(ended, "drain deadline: ending the calls still live");
-            self.state.registry().wait_idle(crate::call::supervisor::STOP_GRACE * 2).await;
+            // Ended calls stop their actors (≤ STOP_GRACE), may finish a gateway hang-up request,
+            // and write their record; the store stays open until they have.
+            if !self.state.registry().wait_idle(CALL_TEARDOWN).await {
+                tracing::error!("calls still live after the drain; their records may stay in-progress");
+            }
         }
         // Phase 2: stop accepting; in-flight requests complete; idle connections close.
         stop_accepting.cancel();

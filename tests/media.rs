@@ -538,37 +538,61 @@ async fn shutdown_ends_live_calls_cleanly() {
 
 #[tokio::test]
 async fn twilio_stream_authorised_by_its_upgrade_signature() {
+    use switchboard::transport::answer::twilio_signature;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    const TOKEN: &str = "twilio-auth-token";
     let s = TestServer::start_with(|c| {
         c.public_url = Some("https://voice.example.com".into());
-        c.gateways.twilio_auth_token = Some("twilio-auth-token".into());
+        c.gateways.twilio_auth_token = Some(TOKEN.into());
     })
     .await;
     let agent = s.agent(json!({"name": "Signed"})).await;
+    let number = s.number("+14155550199").await;
+    s.post(
+        &format!("/v1/agents/{}/numbers", agent["id"].as_str().unwrap()),
+        json!({"numberId": number["id"]}),
+    )
+    .await;
+    // Twilio calls the (signed) voice webhook: a ringing call for CallSid CA0001.
+    let form = [("CallSid", "CA0001"), ("From", "+442071838750"), ("To", "+14155550199")];
+    let params: Vec<(String, String)> = form.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let sig = twilio_signature(TOKEN, "https://voice.example.com/twilio/voice", &params);
+    let resp = s
+        .client
+        .post(format!("{}/twilio/voice", s.base))
+        .header("x-twilio-signature", sig)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+
     let url = format!("ws://{}/twilio/media", s.addr);
     let signed = |sig: &str| {
         let mut req = url.as_str().into_client_request().unwrap();
         req.headers_mut().insert("x-twilio-signature", sig.parse().unwrap());
         req
     };
-    let good = switchboard::transport::answer::twilio_signature(
-        "twilio-auth-token",
-        "wss://voice.example.com/twilio/media",
-        &[],
-    );
+    let good = twilio_signature(TOKEN, "wss://voice.example.com/twilio/media", &[]);
 
-    // Valid signature: the start needs no token.
+    // Valid signature, start for that callSid (CA0001): no token needed; the ringing call goes live.
     let (ws, _) = tokio_tungstenite::connect_async(signed(&good)).await.expect("signed upgrade accepted");
     let (mut tx, mut rx) = futures_util::StreamExt::split(ws);
-    futures_util::SinkExt::send(&mut tx, twilio::start(json!({"agentId": agent["id"]}))).await.unwrap();
+    futures_util::SinkExt::send(&mut tx, twilio::start(json!({}))).await.unwrap();
     let first =
         tokio::time::timeout(Duration::from_secs(5), futures_util::StreamExt::next(&mut rx)).await.unwrap();
     assert!(matches!(first, Some(Ok(Message::Text(_)))), "media flows: {first:?}");
-    let rows = calls_when(&s, |c| c.len() == 1).await;
-    assert_eq!(
-        (rows[0].status.as_str(), rows[0].agent_id.clone()),
-        ("in-progress", agent["id"].as_str().map(str::to_string))
-    );
+    let rows = calls_when(&s, |c| c.len() == 1 && c[0].status == "in-progress").await;
+    assert_eq!(rows[0].agent_id.as_deref(), agent["id"].as_str());
+    assert_eq!(rows[0].transport.as_deref(), Some("twilio"));
+
+    // The same (replayed) signature cannot open another call: no ringing call is left for it.
+    let (ws2, _) = tokio_tungstenite::connect_async(signed(&good)).await.expect("upgrade accepted");
+    let mut replay = Client::from_stream(ws2, no_echo);
+    replay.send(twilio::start(json!({"agentId": agent["id"]}))).await;
+    let (code, reason) = replay.closed().await;
+    assert_eq!(code, POLICY);
+    assert!(reason.contains("no ringing call"), "{reason}");
 
     // A wrong signature is refused before the upgrade.
     let err =
@@ -584,6 +608,7 @@ async fn twilio_stream_authorised_by_its_upgrade_signature() {
     let (code, reason) = c.closed().await;
     assert_eq!(code, POLICY);
     assert!(reason.contains("token"), "{reason}");
+    assert_eq!(calls(&s).await.len(), 1, "refused streams created no call");
     drop(tx);
 }
 

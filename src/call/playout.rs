@@ -106,6 +106,8 @@ pub struct Playout {
     /// Marks sent and not yet echoed: (name, utterance, sent ms), oldest first. Bounded: a
     /// gateway that never echoes marks (Vonage) must not grow it for the length of the call.
     marks: VecDeque<(String, UtteranceId, u64)>,
+    /// Utterances up to this id were cut by a `Clear`: late chunks of them are dropped.
+    cleared_through: Option<UtteranceId>,
     /// Scratch buffers sized once.
     resampled: Vec<i16>,
     frame_pcm: Vec<i16>,
@@ -139,6 +141,7 @@ impl Playout {
             input_total: 0,
             anchor: 0,
             marks: VecDeque::with_capacity(MAX_PENDING_MARKS),
+            cleared_through: None,
             resampled: Vec::with_capacity(frame * 8),
             frame_pcm: vec![0; frame],
             frame_bytes: vec![0; 4000],
@@ -160,9 +163,18 @@ impl Playout {
 
     /// Queues a chunk of speech.
     pub fn enqueue(&mut self, chunk: SpeechChunk) {
+        if self.cleared_through.is_some_and(|c| chunk.utterance_id <= c) {
+            // Speech of a cut utterance that was already on its way: never play it.
+            return;
+        }
         let begins = self.segments.back().is_none_or(|s| s.id != chunk.utterance_id || s.end.is_some());
         if begins {
             let start = self.output_position(self.input_total);
+            // An utterance that never got its last chunk ends where the next one begins, so it
+            // cannot hold back every later mark.
+            if let Some(open) = self.segments.back_mut().filter(|s| s.end.is_none()) {
+                open.end = Some(start);
+            }
             self.segments.push_back(Segment { id: chunk.utterance_id, start, end: None, started: false });
         }
         self.resampled.clear();
@@ -240,6 +252,7 @@ impl Playout {
     /// Drops everything queued and asks the gateway to drop its buffer; reports what each cut
     /// utterance had sent.
     pub fn clear(&mut self, out: &mut Vec<Outbound>, events: &mut Vec<PlayoutEvent>) {
+        let newest = self.segments.back().map(|seg| seg.id);
         let rate = u64::from(self.format.sample_rate_hz);
         for seg in self.segments.drain(..) {
             let sent = self.sent_total.saturating_sub(seg.start);
@@ -247,6 +260,10 @@ impl Playout {
             let sent_ms = sent * 1000 / rate;
             events.push(PlayoutEvent::Cleared { utterance_id: seg.id, sent_ms, played_ms: sent_ms });
         }
+        // Marks still awaiting their echo are moot: the gateway drops (and may echo) them, and an
+        // echo must not report the cut utterance as played.
+        self.marks.clear();
+        self.cleared_through = self.cleared_through.max(newest);
         // Everything queued is gone; positions continue from what was sent.
         self.sent_total += self.buffer.len() as u64;
         self.buffer.clear();
@@ -406,6 +423,42 @@ mod tests {
         // The echo confirms it was played.
         assert_eq!(p.mark_played("utt-7"), Some(PlayoutEvent::Played { utterance_id: 7, played_ms: 50 }));
         assert_eq!(p.mark_played("utt-7"), None);
+    }
+
+    #[test]
+    fn after_clear_no_stale_speech_and_no_played_report_for_cut_audio() {
+        let m = Metrics::new();
+        let mut p = Playout::new(l16_16k(), Instant::now(), &m).unwrap();
+        p.enqueue(chunk(1, 320, true));
+        let (out, _) = frames(&mut p, 1);
+        assert_eq!(out.last(), Some(&Outbound::Mark("utt-1".into())));
+        p.enqueue(chunk(2, 3200, false));
+        let _ = frames(&mut p, 2);
+        let (mut out, mut ev) = (Vec::new(), Vec::new());
+        p.clear(&mut out, &mut ev);
+        // The gateway echoes the discarded mark: it is not reported as played.
+        assert_eq!(p.mark_played("utt-1"), None);
+        // A chunk of the cut utterance that was already on its way is not played.
+        p.enqueue(chunk(2, 320, true));
+        let (out, ev) = frames(&mut p, 2);
+        assert!(out.iter().all(|o| matches!(o, Outbound::Audio(b) if b.iter().all(|&x| x == 0))), "{out:?}");
+        assert!(ev.is_empty(), "{ev:?}");
+        // The next utterance plays.
+        p.enqueue(chunk(3, 320, true));
+        let (out, _) = frames(&mut p, 1);
+        assert_eq!(out.last(), Some(&Outbound::Mark("utt-3".into())));
+    }
+
+    #[test]
+    fn an_utterance_without_its_last_chunk_does_not_block_later_marks() {
+        let m = Metrics::new();
+        let mut p = Playout::new(l16_16k(), Instant::now(), &m).unwrap();
+        p.enqueue(chunk(1, 320, false)); // its last chunk never comes
+        p.enqueue(chunk(2, 320, true));
+        let (out, ev) = frames(&mut p, 2);
+        let marks: Vec<_> = out.iter().filter(|o| matches!(o, Outbound::Mark(_))).collect();
+        assert_eq!(marks, vec![&Outbound::Mark("utt-1".into()), &Outbound::Mark("utt-2".into())]);
+        assert!(ev.contains(&PlayoutEvent::Sent { utterance_id: 2, sent_ms: 20 }), "{ev:?}");
     }
 
     #[test]

@@ -32,6 +32,8 @@ use crate::transport::{
 
 /// Normal closure.
 const CLOSE_NORMAL: u16 = 1000;
+/// Longest a frame's write may take before the gateway is considered gone.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What every session needs from the server.
 #[derive(Clone)]
@@ -76,7 +78,8 @@ impl From<ProtocolError> for Reject {
 /// Runs one media websocket to its end.
 ///
 /// `pre_authorised`: the upgrade request itself was authorised (a valid `X-Twilio-Signature`),
-/// so the start message needs no `token`.
+/// so the start message needs no `token` — but then it must name (callSid) a ringing call that
+/// `/twilio/voice` created.
 pub async fn run<S, E>(socket: S, protocol: Protocol, ctx: SessionContext, pre_authorised: bool)
 where
     S: Stream<Item = Result<WsMessage, E>> + Sink<WsMessage> + Unpin + Send,
@@ -219,7 +222,24 @@ async fn admit(
         }
     })?;
 
-    let call = if let Some(token) = token.filter(|t| t.starts_with(MEDIA_TOKEN_PREFIX)) {
+    let call = if token.is_none() {
+        // Authorised by the signed upgrade alone: only the ringing call Twilio was told to
+        // stream (same callSid) may start — a replayed signature cannot open other calls.
+        let call_sid = start.call_id.as_deref().unwrap_or_default();
+        let call = ctx
+            .store
+            .claim_call_by_gateway_id(protocol.as_str(), call_sid, &start.stream_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| policy(format!("signed stream matches no ringing call (callSid '{call_sid}')")))?;
+        if let Some(agent_id) = call.agent_id.clone().filter(|_| !loopback) {
+            if let Err(r) = check_agent(ctx, &agent_id).await {
+                supervisor::finish(&ctx.store, &call.id, CallStatus::Failed, &r.1).await;
+                return Err(r);
+            }
+        }
+        call
+    } else if let Some(token) = token.filter(|t| t.starts_with(MEDIA_TOKEN_PREFIX)) {
         // Minted for one ringing call by an answer endpoint.
         let call = ctx
             .store
@@ -334,19 +354,26 @@ where
                 let Ok(out) = handles.playout_driver.tick(tokio::time::Instant::now()) else {
                     return Ending::failed(close_code::INTERNAL_ERROR, "playout stopped");
                 };
-                let mut audio = 0;
-                for item in out {
-                    if let Some(msg) = wire.encode(item) {
-                        audio += u64::from(matches!(item, Outbound::Audio(_)));
-                        if sink.feed(msg).await.is_err() {
-                            return Ending::failed(close_code::INTERNAL_ERROR, "socket write failed");
+                // Bounded: a gateway that stopped reading (host gone without a RST) must not
+                // hold the call — and its cancellation — until TCP gives up.
+                let write = async {
+                    let mut audio = 0;
+                    for item in out {
+                        if let Some(msg) = wire.encode(item) {
+                            audio += u64::from(matches!(item, Outbound::Audio(_)));
+                            sink.feed(msg).await.map_err(|_| "socket write failed")?;
                         }
                     }
+                    sink.flush().await.map_err(|_| "socket write failed")?;
+                    Ok::<u64, &'static str>(audio)
+                };
+                match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+                    Ok(Ok(audio)) => {
+                        frames_out.inc_by(audio);
+                    }
+                    Ok(Err(e)) => return Ending::failed(close_code::INTERNAL_ERROR, e),
+                    Err(_) => return Ending::failed(close_code::INTERNAL_ERROR, "socket write stalled"),
                 }
-                if sink.flush().await.is_err() {
-                    return Ending::failed(close_code::INTERNAL_ERROR, "socket write failed");
-                }
-                frames_out.inc_by(audio);
                 next_frame.as_mut().reset(handles.playout_driver.deadline());
             }
             ctl = handles.control.recv() => {

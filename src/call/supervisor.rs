@@ -84,13 +84,16 @@ pub fn spawn(mode: Mode, format: WireFormat, metrics: &Arc<Metrics>) -> Result<C
 }
 
 impl CallHandles {
-    /// Stops every actor and waits for them (bounded by [`STOP_GRACE`]; stragglers are aborted).
+    /// Stops every actor and waits for them together, at most [`STOP_GRACE`]; stragglers are
+    /// aborted.
     pub async fn stop(self) {
         self.cancel.cancel();
         drop(self.ingress);
-        for mut task in self.tasks {
-            if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
-                tracing::warn!("call actor did not stop in time; aborted");
+        let mut tasks = self.tasks;
+        let all = futures_util::future::join_all(tasks.iter_mut());
+        if tokio::time::timeout(STOP_GRACE, all).await.is_err() {
+            tracing::warn!("call actors did not stop in time; aborted");
+            for task in &tasks {
                 task.abort();
             }
         }

@@ -207,6 +207,42 @@ impl Store {
         Ok(Some(self.get_call(&id).await?))
     }
 
+    /// Redeems a ringing call by the gateway's own call id (a Twilio stream authorised by its
+    /// signed upgrade carries no token): the same one-time transition as [`Store::claim_call`].
+    pub async fn claim_call_by_gateway_id(
+        &self,
+        transport: &str,
+        gateway_call_id: &str,
+        stream_id: &str,
+    ) -> Result<Option<Call>> {
+        let now = now_text();
+        let Some(id) = sqlx::query_scalar::<_, String>(
+            "SELECT id FROM calls WHERE gateway_call_id = $1 AND transport = $2 AND status = 'ringing' \
+             AND media_token_expires_at > $3",
+        )
+        .bind(gateway_call_id)
+        .bind(transport)
+        .bind(&now)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let claimed = sqlx::query(
+            "UPDATE calls SET status = 'in-progress', started_at = $2, stream_id = $3, media_token_hash = NULL \
+             WHERE id = $1 AND status = 'ringing'",
+        )
+        .bind(&id)
+        .bind(&now)
+        .bind(stream_id)
+        .execute(&self.pool)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.get_call(&id).await?))
+    }
+
     pub async fn get_call(&self, id: &str) -> Result<Call> {
         let row = sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = $1"))
             .bind(id)

@@ -97,6 +97,12 @@ impl Client {
         Client { tx, rx, echo, got: Received::default() }
     }
 
+    /// Wraps an already connected socket.
+    pub fn from_stream(ws: Ws, echo: Echo) -> Client {
+        let (tx, rx) = ws.split();
+        Client { tx, rx, echo, got: Received::default() }
+    }
+
     pub async fn send(&mut self, msg: Message) {
         // A send may fail once the server has closed; the close is what tests look at.
         let _ = self.tx.send(msg).await;
