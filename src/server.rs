@@ -39,6 +39,12 @@ impl Server {
     /// exists at all (returned so the caller can show it once).
     pub async fn prepare(config: Config) -> Result<(Self, Option<NewKey>), ServerError> {
         let store = Store::connect(&config.database_url).await?;
+        if store.is_embedded() {
+            let orphans = store.fail_orphaned_calls("server stopped while the call was live").await?;
+            if orphans > 0 {
+                tracing::warn!(orphans, "calls left in-progress by a previous run marked failed");
+            }
+        }
         if let Some(secret) = &config.api_key {
             let key = store.register_key(secret, Some("SWITCHBOARD_API_KEY")).await?;
             if key.revoked_at.is_some() {

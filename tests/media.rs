@@ -526,7 +526,7 @@ async fn shutdown_ends_live_calls_cleanly() {
     c.collect_for(Duration::from_millis(100)).await;
     s.trigger_shutdown();
     let (code, reason) = c.closed().await;
-    assert_eq!((code, reason.as_str()), (NORMAL, "ended by the server"));
+    assert_eq!((code, reason.as_str()), (1001, "ended by the server"), "going away");
     assert!(s.join(Duration::from_secs(10)).await.expect("server stops").is_ok());
     let rows = calls(&s).await;
     assert_eq!(
@@ -626,4 +626,27 @@ async fn a_socket_that_never_starts_is_closed_after_the_start_timeout() {
     drop(good);
     let rows = calls_when(&s, |c| c.len() == 1 && c[0].status != "in-progress").await;
     assert_eq!(rows.len(), 1, "the silent socket left no call record");
+}
+
+#[tokio::test]
+async fn calls_left_live_by_a_crash_are_marked_failed_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("crash.db").display());
+    let store = switchboard::store::Store::connect(&url).await.unwrap();
+    let new = switchboard::store::NewCall { direction: "inbound".into(), ..Default::default() };
+    let live = store.create_live_call(&new).await.unwrap();
+    let done = store.create_live_call(&new).await.unwrap();
+    store.end_call(&done.id, switchboard::store::CallStatus::Completed, "caller hung up").await.unwrap();
+    store.close().await;
+
+    let url2 = url.clone();
+    let s = TestServer::start_with(move |c| c.database_url = url2).await;
+    let store = switchboard::store::Store::connect(&url).await.unwrap();
+    let live = store.get_call(&live.id).await.unwrap();
+    assert_eq!(live.status, switchboard::store::CallStatus::Failed);
+    assert_eq!(live.end_reason.as_deref(), Some("server stopped while the call was live"));
+    assert!(live.ended_at.is_some());
+    let done = store.get_call(&done.id).await.unwrap();
+    assert_eq!(done.end_reason.as_deref(), Some("caller hung up"), "ended calls keep their outcome");
+    drop(s);
 }

@@ -342,7 +342,8 @@ impl PlayoutDriver {
         self.playout.next_frame(&mut self.out, &mut self.pending_events, now);
         for ev in self.pending_events.drain(..) {
             if let Err(mpsc::error::TrySendError::Full(ev)) = self.events.try_send(ev) {
-                tracing::warn!(?ev, "playout: conversation is not keeping up; event dropped");
+                // Per-frame path: a lagging conversation must not flood the log.
+                tracing::debug!(?ev, "playout: conversation is not keeping up; event dropped");
             }
         }
         Ok(&self.out)
@@ -352,7 +353,7 @@ impl PlayoutDriver {
     pub fn mark_played(&mut self, name: &str) {
         if let Some(ev) = self.playout.mark_played(name) {
             if self.events.try_send(ev).is_err() {
-                tracing::warn!("playout: conversation is not keeping up; played event dropped");
+                tracing::debug!("playout: conversation is not keeping up; played event dropped");
             }
         }
     }

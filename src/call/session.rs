@@ -32,6 +32,8 @@ use crate::transport::{
 
 /// Normal closure.
 const CLOSE_NORMAL: u16 = 1000;
+/// The server ends the call (drain, or ended through the API).
+const CLOSE_GOING_AWAY: u16 = 1001;
 /// Longest a frame's write may take before the gateway is considered gone.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -176,6 +178,15 @@ where
         }
     }
     Ok(None)
+}
+
+/// Whether a websocket read error means the peer's connection is gone (reset, broken pipe, EOF
+/// without a close frame) rather than a protocol fault. The error type is the transport's, so its
+/// text is what can be inspected here.
+fn is_connection_lost(text: &str) -> bool {
+    ["without closing handshake", "Connection reset", "Broken pipe", "connection reset", "UnexpectedEof"]
+        .iter()
+        .any(|needle| text.contains(needle))
 }
 
 fn websocket_fault(e: &impl std::fmt::Display) -> Reject {
@@ -349,7 +360,9 @@ where
     loop {
         tokio::select! {
             biased;
-            () = &mut cancelled => return Ending::completed("ended by the server"),
+            () = &mut cancelled => {
+                return Ending { close: Some((CLOSE_GOING_AWAY, "ended by the server".into())), ..Ending::completed("ended by the server") };
+            }
             () = &mut next_frame => {
                 let Ok(out) = handles.playout_driver.tick(tokio::time::Instant::now()) else {
                     return Ending::failed(close_code::INTERNAL_ERROR, "playout stopped");
@@ -384,8 +397,7 @@ where
                 let msg = match msg {
                     None => return Ending::completed("socket closed"),
                     Some(Err(e)) => {
-                        let text = e.to_string();
-                        if text.contains("without closing handshake") {
+                        if is_connection_lost(&e.to_string()) {
                             // The gateway vanished (network or process gone): the call is over.
                             return Ending { close: None, ..Ending::completed("connection lost without a close frame") };
                         }

@@ -252,6 +252,20 @@ impl Store {
         call_from_row(&row)
     }
 
+    /// Marks every `in-progress` call `failed` with `reason`. Only for the embedded database at
+    /// start-up: one node owns all its calls, so a call still live in the file was cut by a crash
+    /// or kill. (A shared PostgreSQL needs per-node ownership before it can do the same.)
+    pub async fn fail_orphaned_calls(&self, reason: &str) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE calls SET status = 'failed', ended_at = $1, end_reason = $2 WHERE status = 'in-progress'",
+        )
+        .bind(now_text())
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
     /// Ends a live or ringing call once; a call already ended keeps its first outcome.
     /// Returns whether this call changed it.
     pub async fn end_call(&self, id: &str, status: CallStatus, reason: &str) -> Result<bool> {

@@ -47,6 +47,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// The embedded SQLite file: one node owns every live call in it.
+    embedded: bool,
 }
 
 /// The embedded migrations (`migrations/`), applied on every start.
@@ -80,7 +82,12 @@ impl Store {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, embedded: is_sqlite })
+    }
+
+    /// Whether this is the embedded single-node database (SQLite).
+    pub fn is_embedded(&self) -> bool {
+        self.embedded
     }
 
     /// Closes the pool, waiting for checked-out connections to return.

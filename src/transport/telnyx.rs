@@ -78,7 +78,7 @@ impl Reorder {
         }
         if Some(chunk) == self.next {
             out.push(MediaEvent::Audio(audio));
-            self.next = Some(chunk + 1);
+            self.next = Some(chunk.wrapping_add(1));
             self.drain(out);
             return;
         }
@@ -103,7 +103,7 @@ impl Reorder {
                 break;
             }
             out.push(MediaEvent::Audio(self.pending.remove(0).1));
-            self.next = Some(next + 1);
+            self.next = Some(next.wrapping_add(1));
         }
     }
 
@@ -434,6 +434,15 @@ mod tests {
             let MediaEvent::Start(info) = &ev[0] else { panic!() };
             assert_eq!((info.params["agentId"].as_str(), info.params["token"].as_str()), ("a1", "t1"));
         }
+    }
+
+    #[test]
+    fn an_extreme_chunk_number_does_not_panic() {
+        let mut r = Reorder::default();
+        let mut out = Vec::new();
+        r.push(u64::MAX, vec![1], &mut out);
+        r.push(0, vec![2], &mut out);
+        assert_eq!(out.len(), 2, "released in wrapped order: {out:?}");
     }
 
     #[test]
