@@ -24,6 +24,7 @@ pub mod registry;
 pub mod session;
 pub mod speaker;
 pub mod supervisor;
+pub mod turn;
 
 use std::time::Duration;
 
