@@ -9,6 +9,7 @@ mod agents;
 mod calls;
 mod keys;
 mod numbers;
+mod turns;
 
 use std::str::FromStr;
 
@@ -20,6 +21,7 @@ pub use agents::Agent;
 pub use calls::{Call, CallStatus, NewCall, MEDIA_TOKEN_PREFIX};
 pub use keys::{ApiKey, NewKey};
 pub use numbers::{NumberPatch, PhoneNumber};
+pub use turns::{CallEvent, CallTurn, NewTurn};
 
 /// Store failures. `NotFound` and `Conflict` are expected outcomes the API maps to 404 / 409.
 #[derive(Debug, thiserror::Error)]
