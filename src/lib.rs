@@ -15,10 +15,12 @@
 //! store/         SQL store (sqlx Any: SQLite embedded default; PostgreSQL-ready SQL)
 //! metrics        typed metrics + Prometheus exposition
 //! logging        tracing subscriber: text or JSON lines
+//! transport/     media-websocket protocols, answer endpoints, gateway call control
+//! call/          per-call actors (listener, conversation, speaker, playout), turn state machine
+//! audio/         sync DSP: codecs, resampling, denoise, VAD
+//! providers/     STT and TTS engines (embedded and OpenAI-compatible)
 //! ```
-//! Still to come (issues 3–6): `transport/` (media-websocket protocols), `call/` (per-call
-//! actors, turn state machine), `audio/` (codecs, resampling, denoise, VAD, stretch, mixing),
-//! `providers/` (STT, LLM, TTS engines), `webhook/`, `loadtest/`.
+//! Still to come (issues 5–6): the LLM provider, `webhook/`, `loadtest/`.
 
 pub mod agent;
 pub mod api;
@@ -27,6 +29,7 @@ pub mod call;
 pub mod config;
 pub mod logging;
 pub mod metrics;
+pub mod providers;
 pub mod server;
 pub mod store;
 pub mod transport;
