@@ -40,6 +40,11 @@ pub struct QueueLabels {
 
 /// Labels of an HTTP request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub method: String,
     /// The route template (`/v1/agents/{id}`), never the raw path, to bound cardinality.
@@ -83,6 +88,12 @@ pub struct Metrics {
     pub playout_late_frames: Counter,
     /// Time to process one inbound frame (decode, resample, listener stages).
     pub frame_processing: Histogram,
+    /// Speech-to-text compute per request, by pass (`partial`, `final`, `accurate`).
+    pub stt_seconds: HistogramFamily<KindLabels>,
+    /// End of the caller's speech → the turn handed on.
+    pub endpointing_seconds: Histogram,
+    /// Barge-ins, false interruptions, ignored backchannels.
+    pub interruptions: Family<KindLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -137,6 +148,27 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             frame_processing.clone(),
         );
+        let stt_seconds: HistogramFamily<KindLabels> =
+            Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register_with_unit(
+            "stt",
+            "Speech-to-text compute per request, by pass",
+            prometheus_client::registry::Unit::Seconds,
+            stt_seconds.clone(),
+        );
+        let endpointing_seconds = latency_histogram();
+        registry.register_with_unit(
+            "endpointing",
+            "End of the caller's speech to the end of their turn",
+            prometheus_client::registry::Unit::Seconds,
+            endpointing_seconds.clone(),
+        );
+        let interruptions = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "interruptions",
+            "Caller interruptions by kind (barge_in, false, backchannel_ignored)",
+            interruptions.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -149,6 +181,9 @@ impl Metrics {
             frames_dropped,
             playout_late_frames,
             frame_processing,
+            stt_seconds,
+            endpointing_seconds,
+            interruptions,
         }
     }
 
@@ -158,6 +193,14 @@ impl Metrics {
     }
 
     /// Counts a call's outcome.
+    pub fn stt(&self, pass: &str) -> Histogram {
+        self.stt_seconds.get_or_create(&KindLabels { kind: pass.to_string() }).clone()
+    }
+
+    pub fn interruption(&self, kind: &str) {
+        self.interruptions.get_or_create(&KindLabels { kind: kind.to_string() }).inc();
+    }
+
     pub fn call_outcome(&self, transport: &str, outcome: &str) {
         self.calls
             .get_or_create(&CallLabels { transport: transport.to_string(), outcome: outcome.to_string() })

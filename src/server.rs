@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::providers::Engines;
 use crate::store::{NewKey, Store, StoreError};
-use crate::voices::VoiceCatalogue;
 
 /// How long ended calls get to tear down (actors, a gateway request, the record) at shutdown.
 const CALL_TEARDOWN: std::time::Duration = std::time::Duration::from_secs(15);
@@ -56,8 +56,8 @@ impl Server {
         } else {
             None
         };
-        let voices = VoiceCatalogue::for_models_dir(&config.models_dir);
-        let state = AppState::new(Arc::new(config.clone()), store, voices, Arc::new(Metrics::new()));
+        let engines = Arc::new(Engines::load(&config.models_dir));
+        let state = AppState::new(Arc::new(config.clone()), store, engines, Arc::new(Metrics::new()));
         Ok((Self { config, state }, created))
     }
 

@@ -62,12 +62,20 @@ struct Inner {
     voices: VoiceCatalogue,
     /// Process-wide metrics.
     metrics: Arc<Metrics>,
+    /// Speech engines shared by every call.
+    engines: Arc<crate::providers::Engines>,
     /// False while draining (or later: at capacity); `/readyz` answers 503 then.
     ready: AtomicBool,
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, store: Store, voices: VoiceCatalogue, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        engines: Arc<crate::providers::Engines>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let voices = engines.voices.clone();
         let registry = CallRegistry::new(config.max_calls, metrics.clone());
         let control =
             Arc::new(GatewayControl::new(config.gateways.clone()).with_public_url(config.public_url.clone()));
@@ -79,6 +87,7 @@ impl AppState {
                 control,
                 voices,
                 metrics,
+                engines,
                 ready: AtomicBool::new(true),
             }),
         }
@@ -100,6 +109,7 @@ impl AppState {
             metrics: self.inner.metrics.clone(),
             control: self.inner.control.clone(),
             start_timeout: self.inner.config.media_start_timeout,
+            engines: self.inner.engines.clone(),
         }
     }
 

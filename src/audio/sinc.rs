@@ -43,7 +43,9 @@ mod tests {
     fn sine(rate_hz: u32, freq_hz: f64, secs: f64, amp: f64) -> Vec<i16> {
         let n = (f64::from(rate_hz) * secs) as usize;
         (0..n)
-            .map(|i| (amp * (2.0 * std::f64::consts::PI * freq_hz * i as f64 / f64::from(rate_hz)).sin()) as i16)
+            .map(|i| {
+                (amp * (2.0 * std::f64::consts::PI * freq_hz * i as f64 / f64::from(rate_hz)).sin()) as i16
+            })
             .collect()
     }
 

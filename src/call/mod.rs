@@ -20,6 +20,7 @@ pub mod conversation;
 pub mod listener;
 pub mod playout;
 pub mod queue;
+pub mod recorder;
 pub mod registry;
 pub mod session;
 pub mod speaker;

@@ -22,7 +22,7 @@ use super::listener::Ingress;
 use super::registry::{CallRegistry, Refusal};
 use super::supervisor::{self, CallHandles};
 use super::CallControl;
-use crate::agent::VoiceMode;
+use crate::agent::{AgentConfig, VoiceMode};
 use crate::metrics::Metrics;
 use crate::store::{Call, CallStatus, NewCall, Store, MEDIA_TOKEN_PREFIX};
 use crate::transport::control::GatewayControl;
@@ -46,6 +46,8 @@ pub struct SessionContext {
     pub control: Arc<GatewayControl>,
     /// How long a connected socket may take to send its start message.
     pub start_timeout: Duration,
+    /// Speech engines shared by every call.
+    pub engines: Arc<crate::providers::Engines>,
 }
 
 /// Why a session ended, as written to the call record and the close frame.
@@ -132,7 +134,13 @@ async fn run_call<Si, St, E>(
 {
     let transport = wire.protocol().as_str();
     tracing::info!(stream_id = %start.stream_id, loopback = matches!(mode, Mode::Loopback { .. }), "call started");
-    let mut handles = match supervisor::spawn(mode, start.format, &ctx.metrics) {
+    let setup = supervisor::CallSetup {
+        call_id: &call.id,
+        store: &ctx.store,
+        engines: &ctx.engines,
+        metrics: &ctx.metrics,
+    };
+    let mut handles = match supervisor::spawn(mode, start.format, setup) {
         Ok(h) => h,
         Err(e) => {
             let ending = Ending::failed(close_code::INVALID_PAYLOAD, e.to_string());
@@ -216,11 +224,7 @@ async fn admit(
         return Err(policy("missing 'token' parameter (media token or API key)".into()));
     }
     let loopback = param("mode") == Some("loopback");
-    let mode = if loopback {
-        Mode::Loopback { transfer_to: param("transferTo").map(str::to_string) }
-    } else {
-        Mode::Agent
-    };
+    let mut agent_config = None;
 
     // Capacity before anything is written.
     let mut admission = ctx.registry.admit().map_err(|r| match r {
@@ -244,9 +248,12 @@ async fn admit(
             .map_err(internal)?
             .ok_or_else(|| policy(format!("signed stream matches no ringing call (callSid '{call_sid}')")))?;
         if let Some(agent_id) = call.agent_id.clone().filter(|_| !loopback) {
-            if let Err(r) = check_agent(ctx, &agent_id).await {
-                supervisor::finish(&ctx.store, &call.id, CallStatus::Failed, &r.1).await;
-                return Err(r);
+            match check_agent(ctx, &agent_id).await {
+                Ok(a) => agent_config = Some(a),
+                Err(r) => {
+                    supervisor::finish(&ctx.store, &call.id, CallStatus::Failed, &r.1).await;
+                    return Err(r);
+                }
             }
         }
         call
@@ -260,9 +267,12 @@ async fn admit(
             .ok_or_else(|| policy("invalid, expired or already used media token".into()))?;
         if !loopback {
             if let Some(agent_id) = &call.agent_id {
-                if let Err(r) = check_agent(ctx, agent_id).await {
-                    supervisor::finish(&ctx.store, &call.id, CallStatus::Failed, &r.1).await;
-                    return Err(r);
+                match check_agent(ctx, agent_id).await {
+                    Ok(a) => agent_config = Some(a),
+                    Err(r) => {
+                        supervisor::finish(&ctx.store, &call.id, CallStatus::Failed, &r.1).await;
+                        return Err(r);
+                    }
                 }
             }
         }
@@ -292,7 +302,9 @@ async fn admit(
                 Some(to) => ctx.store.find_number(to).await.map_err(internal)?,
                 None => None,
             };
-            (Some(agent_id), Some(agent), number)
+            let name = agent.name.clone();
+            agent_config = Some(agent);
+            (Some(agent_id), Some(name), number)
         };
         let new = NewCall {
             agent_id,
@@ -308,12 +320,21 @@ async fn admit(
         };
         ctx.store.create_live_call(&new).await.map_err(internal)?
     };
+    let mode = match (loopback, agent_config) {
+        (true, _) => Mode::Loopback { transfer_to: param("transferTo").map(str::to_string) },
+        (false, Some(agent)) => Mode::Agent(Box::new(agent)),
+        (false, None) => {
+            let reason = "the call has no agent".to_string();
+            supervisor::finish(&ctx.store, &call.id, CallStatus::Failed, &reason).await;
+            return Err(policy(reason));
+        }
+    };
     admission.bind(&call.id);
     Ok((call, mode, admission))
 }
 
-/// The agent must exist and be callable; returns its name.
-async fn check_agent(ctx: &SessionContext, agent_id: &str) -> Result<String, Reject> {
+/// The agent must exist and be callable; returns its configuration.
+async fn check_agent(ctx: &SessionContext, agent_id: &str) -> Result<AgentConfig, Reject> {
     let agent = ctx.store.get_agent(agent_id).await.map_err(|e| match e {
         crate::store::StoreError::NotFound { .. } => {
             Reject(close_code::POLICY_VIOLATION, format!("unknown agent '{agent_id}'"))
@@ -331,7 +352,7 @@ async fn check_agent(ctx: &SessionContext, agent_id: &str) -> Result<String, Rej
             format!("agent '{agent_id}' is hosted but has no systemPrompt"),
         ));
     }
-    Ok(agent.config.name)
+    Ok(agent.config)
 }
 
 /// Moves media both ways until the call ends: reads the socket, and at every 20 ms deadline has
@@ -463,7 +484,7 @@ where
         }
     };
     match (ctl, result) {
-        (CallControl::Hangup { reason }, Ok(())) => Ending::completed(format!("agent hung up: {reason}")),
+        (CallControl::Hangup { reason }, Ok(())) => Ending::completed(reason),
         (CallControl::Transfer { to }, Ok(())) => Ending::completed(format!("transferred to {to}")),
         (_, Err(e)) => {
             tracing::warn!(error = %e, "gateway call control failed");

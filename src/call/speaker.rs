@@ -1,13 +1,22 @@
 //! Speaker: text in, 16 kHz speech out as [`SpeechChunk`]s tagged with their utterance.
 //!
-//! The interface is final; text-to-speech engines (and the voice-speed stage) fill it in the
-//! "thinking and speaking" issue. Until then `Say` is acknowledged in the log and produces no
-//! audio, and `Cancel` has nothing to stop.
+//! `Say` requests are synthesized in order by the agent's text-to-speech engine (at its voice
+//! and speed) and handed to playout in [`CHUNK_MS`] chunks; `Cancel` drops the synthesis in
+//! flight (killing the engine's process) and everything queued, at once.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{PlayoutCommand, SpeakerCommand};
+use super::{PlayoutCommand, SpeakerCommand, SpeechChunk, UtteranceId, PIPELINE_RATE_HZ};
+use crate::providers::tts::{SharedTts, TtsError, TtsRequest};
+
+/// Speech is handed to playout in chunks of this length.
+pub const CHUNK_MS: usize = 200;
+const CHUNK_SAMPLES: usize = PIPELINE_RATE_HZ as usize * CHUNK_MS / 1000;
 
 /// The speaker's connections.
 pub struct SpeakerIo {
@@ -16,23 +25,171 @@ pub struct SpeakerIo {
     pub playout: mpsc::Sender<PlayoutCommand>,
 }
 
-/// Runs until cancelled or the conversation is gone.
-pub async fn run(mut io: SpeakerIo, cancel: CancellationToken) {
+/// The agent's voice: engine, voice and speed.
+#[derive(Clone)]
+pub struct Voice {
+    pub tts: SharedTts,
+    /// The engine's own voice name.
+    pub engine_voice: String,
+    /// 0.5 … 2.0.
+    pub speed: f64,
+}
+
+type Synthesis = Pin<Box<dyn Future<Output = Result<Vec<i16>, TtsError>> + Send>>;
+
+/// Runs until cancelled or the conversation is gone. Without a voice (loopback diagnostics),
+/// `Say` is logged and produces no audio.
+pub async fn run(voice: Option<Voice>, mut io: SpeakerIo, cancel: CancellationToken) {
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
+    let mut queue: VecDeque<(UtteranceId, String, bool)> = VecDeque::new();
+    let mut current: Option<(UtteranceId, bool, Synthesis)> = None;
     loop {
-        let cmd = tokio::select! {
+        if current.is_none() {
+            if let (Some(voice), Some((id, text, last))) = (&voice, queue.pop_front()) {
+                let tts = voice.tts.clone();
+                let req = TtsRequest { text, engine_voice: voice.engine_voice.clone(), speed: voice.speed };
+                current = Some((id, last, Box::pin(async move { tts.synthesize(req).await })));
+            }
+        }
+        let synthesis = async {
+            match current.as_mut() {
+                Some((_, _, fut)) => fut.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
             biased;
             () = &mut cancelled => break,
-            cmd = io.commands.recv() => cmd,
-        };
-        match cmd {
-            None => break,
-            Some(SpeakerCommand::Say { utterance_id, text, last }) => {
-                tracing::debug!(utterance_id, chars = text.len(), last, "speaker: no TTS engine yet");
+            cmd = io.commands.recv() => match cmd {
+                None => break,
+                Some(SpeakerCommand::Say { utterance_id, text, last }) => {
+                    if voice.is_none() {
+                        tracing::debug!(utterance_id, "speaker: no voice in this mode");
+                    } else {
+                        queue.push_back((utterance_id, text, last));
+                    }
+                }
+                Some(SpeakerCommand::Cancel) => {
+                    queue.clear();
+                    current = None;
+                }
+            },
+            result = synthesis => {
+                let (id, last, _) = current.take().expect("a synthesis was running");
+                let pcm = result.unwrap_or_else(|e| {
+                    tracing::warn!(utterance_id = id, error = %e, "speech synthesis failed");
+                    Vec::new()
+                });
+                if !send_chunks(&io.playout, id, &pcm, last).await {
+                    break;
+                }
             }
-            Some(SpeakerCommand::Cancel) => {}
         }
     }
     drop(io.playout);
+}
+
+/// Hands `pcm` to playout in chunks; the last one carries `last`. False when playout is gone.
+async fn send_chunks(
+    playout: &mpsc::Sender<PlayoutCommand>,
+    id: UtteranceId,
+    pcm: &[i16],
+    last: bool,
+) -> bool {
+    let mut chunks = pcm.chunks(CHUNK_SAMPLES).peekable();
+    if chunks.peek().is_none() {
+        if !last {
+            return true;
+        }
+        let chunk = SpeechChunk { utterance_id: id, pcm: Vec::new(), last };
+        return playout.send(PlayoutCommand::Speak(chunk)).await.is_ok();
+    }
+    while let Some(c) = chunks.next() {
+        let chunk = SpeechChunk { utterance_id: id, pcm: c.to_vec(), last: last && chunks.peek().is_none() };
+        if playout.send(PlayoutCommand::Speak(chunk)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::tts::TtsEngine;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Speaks `n` samples per character, after `delay`.
+    struct FakeTts {
+        delay: Duration,
+    }
+
+    impl TtsEngine for FakeTts {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn synthesize(
+            &self,
+            req: TtsRequest,
+        ) -> Pin<Box<dyn Future<Output = Result<Vec<i16>, TtsError>> + Send + '_>> {
+            let delay = self.delay;
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                Ok(vec![7; req.text.len() * 1000])
+            })
+        }
+    }
+
+    fn start(
+        delay_ms: u64,
+    ) -> (mpsc::Sender<SpeakerCommand>, mpsc::Receiver<PlayoutCommand>, CancellationToken) {
+        let (cmd_tx, cmd_rx) = mpsc::channel(8);
+        let (play_tx, play_rx) = mpsc::channel(64);
+        let voice = Voice {
+            tts: Arc::new(FakeTts { delay: Duration::from_millis(delay_ms) }),
+            engine_voice: "x".into(),
+            speed: 1.0,
+        };
+        let cancel = CancellationToken::new();
+        tokio::spawn(run(Some(voice), SpeakerIo { commands: cmd_rx, playout: play_tx }, cancel.clone()));
+        (cmd_tx, play_rx, cancel)
+    }
+
+    async fn chunk(rx: &mut mpsc::Receiver<PlayoutCommand>) -> SpeechChunk {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap() {
+            PlayoutCommand::Speak(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn utterances_come_out_in_order_in_chunks_with_last_on_the_final_one() {
+        let (tx, mut rx, _cancel) = start(0);
+        // 7 chars → 7000 samples → 3 chunks of ≤ 3200.
+        tx.send(SpeakerCommand::Say { utterance_id: 1, text: "abcdefg".into(), last: true }).await.unwrap();
+        tx.send(SpeakerCommand::Say { utterance_id: 2, text: "ab".into(), last: true }).await.unwrap();
+        let sizes: Vec<(u64, usize, bool)> = {
+            let mut v = Vec::new();
+            for _ in 0..4 {
+                let c = chunk(&mut rx).await;
+                v.push((c.utterance_id, c.pcm.len(), c.last));
+            }
+            v
+        };
+        assert_eq!(sizes, vec![(1, 3200, false), (1, 3200, false), (1, 600, true), (2, 2000, true)]);
+    }
+
+    #[tokio::test]
+    async fn cancel_drops_the_synthesis_in_flight_and_the_queue() {
+        let (tx, mut rx, _cancel) = start(300);
+        tx.send(SpeakerCommand::Say { utterance_id: 1, text: "slow".into(), last: true }).await.unwrap();
+        tx.send(SpeakerCommand::Say { utterance_id: 2, text: "queued".into(), last: true }).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tx.send(SpeakerCommand::Cancel).await.unwrap();
+        tx.send(SpeakerCommand::Say { utterance_id: 3, text: "new".into(), last: true }).await.unwrap();
+        let c = chunk(&mut rx).await;
+        assert_eq!(c.utterance_id, 3, "nothing of 1 or 2 reached playout");
+    }
 }

@@ -14,9 +14,11 @@ use super::conversation::{self, ConversationIo, Mode};
 use super::listener::{Ingress, Listener, ListenerIo};
 use super::playout::{Playout, PlayoutDriver};
 use super::queue::{self, Producer};
+use super::recorder::Recorder;
 use super::speaker::{self, SpeakerIo};
 use super::{capacity, CallControl};
 use crate::metrics::Metrics;
+use crate::providers::Engines;
 use crate::store::{CallStatus, Store};
 use crate::transport::WireFormat;
 
@@ -41,8 +43,17 @@ pub struct CallHandles {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// What a call's actors are built from besides the mode and the wire format.
+pub struct CallSetup<'a> {
+    pub call_id: &'a str,
+    pub store: &'a Store,
+    pub engines: &'a Arc<Engines>,
+    pub metrics: &'a Arc<Metrics>,
+}
+
 /// Spawns the actors of one call.
-pub fn spawn(mode: Mode, format: WireFormat, metrics: &Arc<Metrics>) -> Result<CallHandles, SupervisorError> {
+pub fn spawn(mode: Mode, format: WireFormat, setup: CallSetup<'_>) -> Result<CallHandles, SupervisorError> {
+    let metrics = setup.metrics;
     let call_start = Instant::now();
     let listener =
         Listener::new(format, call_start, metrics).map_err(|e| SupervisorError::Setup(e.to_string()))?;
@@ -58,7 +69,19 @@ pub fn spawn(mode: Mode, format: WireFormat, metrics: &Arc<Metrics>) -> Result<C
 
     let cancel = CancellationToken::new();
     let loopback = matches!(mode, Mode::Loopback { .. }).then(|| playout_tx.clone());
-    let tasks = vec![
+    let (recorder, recorder_task, voice) = match &mode {
+        Mode::Agent(agent) => {
+            let (recorder, task) = Recorder::spawn(setup.store.clone(), setup.call_id.to_string());
+            let voice = speaker::Voice {
+                tts: setup.engines.tts.clone(),
+                engine_voice: setup.engines.engine_voice(&agent.voice),
+                speed: agent.voice_speed,
+            };
+            (Some(recorder), Some(task), Some(voice))
+        }
+        Mode::Loopback { .. } => (None, None, None),
+    };
+    let mut tasks = vec![
         tokio::spawn(
             listener.run(ListenerIo { ingress: ingress_rx, events: listener_tx, loopback }, cancel.clone()),
         ),
@@ -70,14 +93,21 @@ pub fn spawn(mode: Mode, format: WireFormat, metrics: &Arc<Metrics>) -> Result<C
                 speaker: speaker_tx,
                 playout: playout_tx.clone(),
                 control: control_tx,
+                recorder,
+                metrics: metrics.clone(),
+                call_start,
             },
             cancel.clone(),
         )),
         tokio::spawn(speaker::run(
+            voice,
             SpeakerIo { commands: speaker_rx, playout: playout_tx.clone() },
             cancel.clone(),
         )),
     ];
+    // Ends when the conversation (its only writer) has; joined with the rest, so every record
+    // is written before the call's end is.
+    tasks.extend(recorder_task);
     let playout_driver = PlayoutDriver::new(playout, playout_rx, playout_ev_tx, metrics);
     drop(playout_tx);
     Ok(CallHandles { playout_driver, ingress: ingress_tx, control: control_rx, cancel, tasks })

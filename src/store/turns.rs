@@ -124,12 +124,11 @@ impl Store {
 
     /// A call's timeline in order.
     pub async fn list_call_events(&self, call_id: &str) -> Result<Vec<CallEvent>> {
-        let rows = sqlx::query(
-            "SELECT seq, kind, at_ms, detail FROM call_events WHERE call_id = $1 ORDER BY seq",
-        )
-        .bind(call_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT seq, kind, at_ms, detail FROM call_events WHERE call_id = $1 ORDER BY seq")
+                .bind(call_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(CallEvent {
@@ -152,10 +151,8 @@ mod tests {
     async fn turns_and_events_are_recorded_in_order_and_go_with_their_call() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display())).await.unwrap();
-        let call = store
-            .create_live_call(&NewCall { direction: "web".into(), ..NewCall::default() })
-            .await
-            .unwrap();
+        let call =
+            store.create_live_call(&NewCall { direction: "web".into(), ..NewCall::default() }).await.unwrap();
         for seq in [2, 1] {
             let t = NewTurn {
                 seq,

@@ -36,7 +36,9 @@ impl EspeakTts {
 
     async fn run(&self, req: TtsRequest) -> Result<Vec<i16>, TtsError> {
         let fail = |detail: String| TtsError::Engine { engine: ENGINE, detail };
-        if req.engine_voice.is_empty() || !req.engine_voice.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        if req.engine_voice.is_empty()
+            || !req.engine_voice.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
             return Err(TtsError::UnknownVoice { engine: ENGINE, voice: req.engine_voice });
         }
         let wpm = (BASE_WPM * req.speed.clamp(0.5, 2.0)).round() as u32;
@@ -66,7 +68,10 @@ impl TtsEngine for EspeakTts {
         ENGINE
     }
 
-    fn synthesize(&self, req: TtsRequest) -> Pin<Box<dyn Future<Output = Result<Vec<i16>, TtsError>> + Send + '_>> {
+    fn synthesize(
+        &self,
+        req: TtsRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<i16>, TtsError>> + Send + '_>> {
         Box::pin(self.run(req))
     }
 }

@@ -33,7 +33,10 @@ pub struct TtsRequest {
 pub trait TtsEngine: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Synthesizes `req.text`: mono 16 kHz PCM.
-    fn synthesize(&self, req: TtsRequest) -> Pin<Box<dyn Future<Output = Result<Vec<i16>, TtsError>> + Send + '_>>;
+    fn synthesize(
+        &self,
+        req: TtsRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<i16>, TtsError>> + Send + '_>>;
 }
 
 pub type SharedTts = Arc<dyn TtsEngine>;
