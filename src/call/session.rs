@@ -25,7 +25,7 @@ use super::CallControl;
 use crate::agent::{AgentConfig, VoiceMode};
 use crate::metrics::Metrics;
 use crate::store::{Call, CallStatus, NewCall, Store, MEDIA_TOKEN_PREFIX};
-use crate::transport::control::GatewayControl;
+use crate::transport::control::{ControlError, GatewayControl};
 use crate::transport::{
     close_code, MediaEvent, Outbound, Protocol, ProtocolError, StartInfo, Wire, WsMessage,
 };
@@ -485,6 +485,15 @@ where
     };
     match (ctl, result) {
         (CallControl::Hangup { reason }, Ok(())) => Ending::completed(reason),
+        // Without REST credentials, closing the stream is the hang-up: the gateway moves past
+        // its <Connect><Stream>/stream verb, and with nothing after it the call ends.
+        (
+            CallControl::Hangup { reason },
+            Err(e @ (ControlError::NotConfigured(_) | ControlError::NoCallId(_))),
+        ) => {
+            tracing::info!(error = %e, "hang-up by closing the media stream");
+            Ending::completed(reason)
+        }
         (CallControl::Transfer { to }, Ok(())) => Ending::completed(format!("transferred to {to}")),
         (_, Err(e)) => {
             tracing::warn!(error = %e, "gateway call control failed");

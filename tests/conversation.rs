@@ -1,0 +1,178 @@
+//! Agent calls over a real Twilio media websocket: the greeting is spoken, DTMF becomes a caller
+//! turn, silence is reminded and hung up — all recorded on the call.
+
+mod common;
+
+use std::time::Duration;
+
+use common::media::{twilio, Client, Fixture};
+use common::TestServer;
+use serde_json::json;
+use switchboard::store::{CallEvent, CallStatus, CallTurn, Store};
+use tokio_tungstenite::tungstenite::Message;
+
+fn twilio_echo(name: &str) -> Option<Message> {
+    Some(twilio::mark(name))
+}
+
+/// μ-law silence frames (0xFF is zero) for `secs`.
+fn silence(secs: f64) -> Vec<Message> {
+    (0..(secs * 50.0) as usize).map(|i| twilio::media(i, &[0xFF; 160])).collect()
+}
+
+fn mulaw_decode(b: u8) -> i16 {
+    let b = !b;
+    let sign = b & 0x80;
+    let exponent = (b >> 4) & 0x07;
+    let mantissa = b & 0x0F;
+    let magnitude = ((i16::from(mantissa) << 3) + 0x84) << exponent;
+    if sign != 0 {
+        0x84 - magnitude
+    } else {
+        magnitude - 0x84
+    }
+}
+
+/// Indices of frames that carry sound.
+fn audible_frames(frames: &[Vec<u8>]) -> Vec<usize> {
+    frames
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.iter().map(|&b| mulaw_decode(b).unsigned_abs()).max().unwrap_or(0) > 500)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+struct Record {
+    status: CallStatus,
+    end_reason: Option<String>,
+    turns: Vec<CallTurn>,
+    events: Vec<CallEvent>,
+}
+
+/// The only call's record once it has ended (the record is written just after the close).
+async fn ended_call(s: &TestServer) -> Record {
+    let store = Store::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
+    for _ in 0..100 {
+        let (status, _) = s.get("/v1/agents").await;
+        assert!(status.is_success());
+        let id: Option<String> = sqlx_call_id(&s.db_path).await;
+        if let Some(id) = id {
+            let call = store.get_call(&id).await.unwrap();
+            if call.status.is_final() {
+                let rec = Record {
+                    status: call.status,
+                    end_reason: call.end_reason,
+                    turns: store.list_call_turns(&id).await.unwrap(),
+                    events: store.list_call_events(&id).await.unwrap(),
+                };
+                store.close().await;
+                return rec;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the call never ended");
+}
+
+async fn sqlx_call_id(db: &std::path::Path) -> Option<String> {
+    use sqlx::Row;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.ok()?;
+    let row = sqlx::query("SELECT id FROM calls ORDER BY created_at DESC LIMIT 1")
+        .fetch_optional(&pool)
+        .await
+        .ok()?;
+    pool.close().await;
+    row.map(|r| r.get(0))
+}
+
+fn kinds(events: &[CallEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.kind.as_str()).collect()
+}
+
+async fn agent_call(s: &TestServer, agent: serde_json::Value) -> Client {
+    let agent = s.agent(agent).await;
+    let mut c = Client::connect(s.addr, "/twilio/media", twilio_echo).await;
+    c.send(twilio::start(json!({"token": s.key, "agentId": agent["id"]}))).await;
+    c
+}
+
+#[tokio::test]
+async fn the_begin_message_is_spoken_sentence_by_sentence_with_marks() {
+    let s = TestServer::start().await;
+    let mut c = agent_call(
+        &s,
+        json!({"name": "Greeter", "beginMessage": "Hello! Thanks for calling Switchboard.", "maxSilenceMs": 60000}),
+    )
+    .await;
+    c.stream(silence(4.0), Duration::from_millis(200)).await;
+    c.send(twilio::stop()).await;
+    c.closed().await;
+
+    let audible = audible_frames(&c.got.frames);
+    assert!(audible.len() >= 40, "about 2 s of speech came back, got {} frames", audible.len());
+    assert!(c.got.frames.iter().all(|f| f.len() == 160), "whole μ-law frames");
+    // One mark per sentence, each after its audio.
+    let marks: Vec<&(String, usize)> = c.got.marks.iter().collect();
+    assert_eq!(marks.len(), 2, "{marks:?}");
+    assert!(marks[0].1 <= marks[1].1);
+    assert!(*audible.last().unwrap() < marks[1].1, "the last mark follows the speech");
+
+    let rec = ended_call(&s).await;
+    assert_eq!(rec.status, CallStatus::Completed);
+    let k = kinds(&rec.events);
+    assert_eq!(k.iter().filter(|k| **k == "agent_started").count(), 2, "{k:?}");
+    assert_eq!(k.iter().filter(|k| **k == "agent_finished").count(), 2, "{k:?}");
+    let first = rec.events.iter().find(|e| e.kind == "agent_started").unwrap();
+    assert!(first.detail.as_deref().unwrap().contains("Hello!"), "{:?}", first.detail);
+    assert!(rec.turns.is_empty());
+}
+
+#[tokio::test]
+async fn dtmf_keys_become_a_recorded_caller_turn() {
+    let s = TestServer::start().await;
+    let mut c = agent_call(&s, json!({"name": "Keys", "maxSilenceMs": 60000})).await;
+    let mut msgs = silence(0.4);
+    msgs.push(twilio::dtmf('4'));
+    msgs.extend(silence(0.2));
+    msgs.push(twilio::dtmf('2'));
+    msgs.push(twilio::dtmf('#'));
+    msgs.extend(silence(0.5));
+    c.stream(msgs, Duration::from_millis(100)).await;
+    c.send(twilio::stop()).await;
+    c.closed().await;
+
+    let rec = ended_call(&s).await;
+    assert_eq!(rec.turns.len(), 1, "{:?}", rec.turns);
+    let t = &rec.turns[0];
+    assert_eq!((t.seq, t.transcript.as_str(), t.source.as_str()), (1, "42", "dtmf"));
+    assert_eq!(t.response, None, "no reply engine in this call");
+    let k = kinds(&rec.events);
+    assert_eq!(k.iter().filter(|k| **k == "dtmf").count(), 3, "{k:?}");
+    assert!(k.contains(&"turn"));
+}
+
+#[tokio::test]
+async fn a_silent_caller_is_reminded_then_hung_up_with_silence_timeout() {
+    let s = TestServer::start().await;
+    let mut c = agent_call(&s, json!({"name": "Patient", "maxSilenceMs": 10000})).await;
+    let quiet = Fixture::load("tone-440.mulaw-8k.wav"); // only for its frame size
+    assert_eq!(quiet.frames()[0].len(), 160);
+    c.stream(silence(13.0), Duration::from_millis(200)).await;
+    let (code, reason) = c.got.close.clone().expect("the server hung up");
+    assert_eq!((code, reason.as_str()), (1000, "silence-timeout"));
+
+    // The reminder was spoken about 2/3 of the way (6.7 s ≈ frame 333), before the hang-up.
+    let audible = audible_frames(&c.got.frames);
+    assert!(!audible.is_empty(), "the reminder was heard");
+    assert!((300..450).contains(&audible[0]), "reminder began at frame {}", audible[0]);
+    assert!(c.got.frames.len() >= 480, "hung up at about 10 s: {} frames", c.got.frames.len());
+
+    let rec = ended_call(&s).await;
+    assert_eq!(rec.status, CallStatus::Completed);
+    assert_eq!(rec.end_reason.as_deref(), Some("silence-timeout"));
+    let k = kinds(&rec.events);
+    assert!(k.contains(&"silence_reminder") && k.contains(&"hangup"), "{k:?}");
+    let hangup = rec.events.iter().find(|e| e.kind == "hangup").unwrap();
+    assert!((9_900..10_600).contains(&hangup.at_ms), "hung up at {} ms", hangup.at_ms);
+}
