@@ -16,8 +16,11 @@
 //! - **Barge-in.** While the agent speaks, caller speech interrupts only after lasting
 //!   [`barge_in_after`]`(interruptionSensitivity)`: 0 = never; 1 = the first detected speech
 //!   frame; in between `(1 − s) × 1.5 s` (default 0.8 → 300 ms). Speech lasting exactly the
-//!   threshold interrupts. Below [`BACKCHANNEL_INTERRUPTS_FROM`], an utterance whose words are all
-//!   backchannel ("yeah", "uh-huh", "okay") never interrupts and is dropped.
+//!   threshold counts. Below [`BACKCHANNEL_INTERRUPTS_FROM`], words decide: an utterance whose
+//!   words are all backchannel ("yeah", "uh-huh", "okay") never interrupts and is dropped; so at
+//!   the threshold, with no words recognised yet, the machine waits up to [`BACKCHANNEL_GRACE`]
+//!   more for a partial transcript (interrupting at once on real words), and speech that ended
+//!   past the threshold before any words were known is judged by its final transcript.
 //! - **False-interruption recovery.** If no words arrive within [`FALSE_INTERRUPTION_WINDOW`] of a
 //!   barge-in and the caller is silent by then, the interruption was noise: the agent resumes
 //!   the cut utterance where it stopped.
@@ -40,6 +43,8 @@ pub const ACCURATE_EXTRA: Duration = Duration::from_millis(200);
 pub const BARGE_IN_SPAN: Duration = Duration::from_millis(1500);
 /// From this sensitivity up, backchannel words interrupt like any speech.
 pub const BACKCHANNEL_INTERRUPTS_FROM: f64 = 0.9;
+/// At moderate sensitivity, how much longer than the threshold a barge-in waits for words.
+pub const BACKCHANNEL_GRACE: Duration = Duration::from_millis(300);
 /// A barge-in with no words within this window is treated as noise and undone.
 pub const FALSE_INTERRUPTION_WINDOW: Duration = Duration::from_millis(1500);
 /// Caller speech in a turn before a backchannel cue is due.
@@ -298,6 +303,19 @@ pub enum Effect {
     Interruption(InterruptionKind),
 }
 
+/// Where a possible barge-in stands (caller speech while the agent talks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Barge {
+    Idle,
+    /// Speech under way, the threshold not reached yet (timer armed).
+    Timing,
+    /// Past the threshold with no deciding words yet (grace timer armed, or none while the
+    /// words so far are a backchannel).
+    Grace,
+    /// Speech ended past the threshold before any words were known: the final transcript decides.
+    AwaitFinal,
+}
+
 /// The caller turn being collected.
 #[derive(Debug, Clone, Default)]
 struct TurnBuf {
@@ -315,11 +333,20 @@ struct TurnBuf {
     over_agent: bool,
 }
 
+/// What the words so far are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Words {
+    None,
+    Backchannel,
+    Real,
+}
+
 /// The turn state machine of one call.
 #[derive(Debug)]
 pub struct TurnMachine {
     cfg: TurnConfig,
     barge_in: Option<Duration>,
+    barge: Barge,
     deadlines: [Option<Duration>; 7],
     caller_speaking: bool,
     speech_start: Duration,
@@ -341,6 +368,7 @@ impl TurnMachine {
     pub fn new(cfg: TurnConfig, now: Duration) -> (Self, Vec<Effect>) {
         let mut m = Self {
             barge_in: barge_in_after(cfg.interruption_sensitivity),
+            barge: Barge::Idle,
             cfg,
             deadlines: [None; 7],
             caller_speaking: false,
@@ -384,7 +412,7 @@ impl TurnMachine {
         match event {
             Event::SpeechStarted { at } => self.on_speech_started(at, now, &mut fx),
             Event::SpeechEnded { at } => self.on_speech_ended(at, now, &mut fx),
-            Event::Partial { text } => self.on_partial(text, &mut fx),
+            Event::Partial { text } => self.on_partial(text, now, &mut fx),
             Event::Final { text, confidence, start, end } => {
                 self.on_final(text, confidence, start, end, now, &mut fx)
             }
@@ -457,7 +485,10 @@ impl TurnMachine {
             match self.barge_in {
                 None => {}
                 Some(d) if d.is_zero() => self.interrupt(now, fx),
-                Some(d) => self.set(TimerKind::BargeIn, Some(at + d), fx),
+                Some(d) => {
+                    self.barge = Barge::Timing;
+                    self.set(TimerKind::BargeIn, Some(at + d), fx);
+                }
             }
         }
     }
@@ -471,11 +502,17 @@ impl TurnMachine {
         self.turn.speech += spoke;
         self.turn.ended = at;
         self.turn.awaiting_finals += 1;
-        // Speech that lasted exactly the threshold interrupts.
-        if let (Some(_), Some(d)) = (self.deadline(TimerKind::BargeIn), self.barge_in) {
+        // Speech that lasted exactly the threshold counts.
+        if matches!(self.barge, Barge::Timing | Barge::Grace) {
             self.set(TimerKind::BargeIn, None, fx);
-            if self.agent_speaking && spoke >= d && !self.holds_as_backchannel() {
-                self.interrupt(now, fx);
+            self.barge = Barge::Idle;
+            let past = self.barge_in.is_some_and(|d| spoke >= d);
+            if self.agent_speaking && past {
+                match self.words_verdict() {
+                    Words::Real => self.interrupt(now, fx),
+                    Words::Backchannel | Words::None if self.moderate() => self.barge = Barge::AwaitFinal,
+                    _ => self.interrupt(now, fx),
+                }
             }
         }
         self.touch(now, fx);
@@ -483,8 +520,11 @@ impl TurnMachine {
         self.arm_backchannel(at, fx);
     }
 
-    fn on_partial(&mut self, text: String, fx: &mut Vec<Effect>) {
+    fn on_partial(&mut self, text: String, now: Duration, fx: &mut Vec<Effect>) {
         self.partial = text;
+        if self.barge == Barge::Grace && self.caller_speaking && self.words_verdict() == Words::Real {
+            self.interrupt(now, fx);
+        }
         if self.caller_speaking && !self.partial.trim().is_empty() && self.interrupted {
             // Words: the interruption was real.
             self.interrupted = false;
@@ -504,6 +544,15 @@ impl TurnMachine {
         self.turn.awaiting_finals = self.turn.awaiting_finals.saturating_sub(1);
         let text = text.trim();
         let backchannel_only = is_backchannel(text);
+        if self.barge == Barge::AwaitFinal {
+            self.barge = Barge::Idle;
+            if self.agent_speaking && !text.is_empty() && !backchannel_only {
+                self.interrupt(now, fx);
+                // Words arrived: a real interruption.
+                self.interrupted = false;
+                self.set(TimerKind::FalseInterruption, None, fx);
+            }
+        }
         if !text.is_empty() && self.interrupted && !backchannel_only {
             self.interrupted = false;
             self.set(TimerKind::FalseInterruption, None, fx);
@@ -549,9 +598,20 @@ impl TurnMachine {
         self.set(TimerKind::Backchannel, None, fx);
     }
 
-    /// While a barge-in is pending: the words so far are only a backchannel (at moderate sensitivity).
-    fn holds_as_backchannel(&self) -> bool {
-        self.cfg.interruption_sensitivity < BACKCHANNEL_INTERRUPTS_FROM && is_backchannel(&self.partial)
+    /// Below [`BACKCHANNEL_INTERRUPTS_FROM`]: words decide barge-ins.
+    fn moderate(&self) -> bool {
+        self.cfg.interruption_sensitivity < BACKCHANNEL_INTERRUPTS_FROM
+    }
+
+    /// What the current utterance's words say about a barge-in.
+    fn words_verdict(&self) -> Words {
+        if self.partial.trim().is_empty() {
+            Words::None
+        } else if is_backchannel(&self.partial) {
+            Words::Backchannel
+        } else {
+            Words::Real
+        }
     }
 
     fn interrupt(&mut self, now: Duration, fx: &mut Vec<Effect>) {
@@ -560,6 +620,7 @@ impl TurnMachine {
         }
         self.agent_speaking = false;
         self.interrupted = true;
+        self.barge = Barge::Idle;
         fx.push(Effect::Interrupt);
         fx.push(Effect::Interruption(InterruptionKind::BargeIn));
         self.set(TimerKind::BargeIn, None, fx);
@@ -679,8 +740,19 @@ impl TurnMachine {
                 self.try_end_turn(now, fx);
             }
             TimerKind::BargeIn => {
-                if self.caller_speaking && self.agent_speaking && !self.holds_as_backchannel() {
-                    self.interrupt(now, fx);
+                if !(self.caller_speaking && self.agent_speaking) {
+                    self.barge = Barge::Idle;
+                    return;
+                }
+                match (self.words_verdict(), self.moderate(), self.barge) {
+                    (Words::Real, _, _) | (_, false, _) => self.interrupt(now, fx),
+                    // "yeah" so far: hold; a later partial or the final decides.
+                    (Words::Backchannel, true, _) => self.barge = Barge::Grace,
+                    (Words::None, true, Barge::Timing) => {
+                        self.barge = Barge::Grace;
+                        self.set(TimerKind::BargeIn, Some(now + BACKCHANNEL_GRACE), fx);
+                    }
+                    (Words::None, true, _) => self.interrupt(now, fx),
                 }
             }
             TimerKind::FalseInterruption => {

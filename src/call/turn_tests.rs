@@ -262,14 +262,46 @@ fn the_turn_waits_for_the_agent_to_stop_when_it_could_not_interrupt() {
 // ---- barge-in --------------------------------------------------------------------------------
 
 #[test]
-fn default_sensitivity_interrupts_after_a_few_hundred_ms_of_speech() {
+fn default_sensitivity_interrupts_on_words_past_a_few_hundred_ms_of_speech() {
     let mut s = Sim::new(with_sensitivity(0.8));
     s.ev(0, Event::AgentStarted);
-    s.say(1000, 2500, "Wait, I have a question.", 100).at(10_000);
+    s.ev(1000, Event::SpeechStarted { at: ms(1000) });
+    s.ev(1200, Event::Partial { text: "Wait".into() });
+    s.at(1299);
+    assert_eq!(s.count(&Effect::Interrupt), 0, "under the threshold even with words");
+    s.ev(2500, Event::SpeechEnded { at: ms(2500) });
+    s.ev(
+        2600,
+        Event::Final {
+            text: "Wait, I have a question.".into(),
+            confidence: 0.9,
+            start: ms(1000),
+            end: ms(2500),
+        },
+    );
+    s.at(10_000);
     assert_eq!(s.when(&Effect::Interrupt), Some(1300));
     assert_eq!(s.count(&Effect::Interruption(InterruptionKind::BargeIn)), 1);
     assert_eq!(s.turns().len(), 1, "the interrupting words are the next turn");
     assert_eq!(s.count(&Effect::Resume), 0);
+}
+
+#[test]
+fn without_words_yet_a_barge_in_waits_the_grace_then_interrupts() {
+    let mut s = Sim::new(with_sensitivity(0.8));
+    s.ev(0, Event::AgentStarted);
+    s.say(1000, 2500, "Wait, I have a question.", 100).at(10_000);
+    assert_eq!(s.when(&Effect::Interrupt), Some(1300 + BACKCHANNEL_GRACE.as_millis() as u64));
+    assert_eq!(s.turns().len(), 1);
+}
+
+#[test]
+fn real_words_during_the_grace_interrupt_at_once() {
+    let mut s = Sim::new(with_sensitivity(0.8));
+    s.ev(0, Event::AgentStarted);
+    s.ev(1000, Event::SpeechStarted { at: ms(1000) });
+    s.ev(1450, Event::Partial { text: "hold on".into() });
+    assert_eq!(s.when(&Effect::Interrupt), Some(1450));
 }
 
 #[test]
@@ -293,8 +325,20 @@ fn speech_exactly_at_the_threshold_interrupts() {
     let mut s = Sim::new(with_sensitivity(0.8));
     s.ev(0, Event::AgentStarted);
     s.ev(1000, Event::SpeechStarted { at: ms(1000) });
-    // The end is reported (dated 1300) before the barge-in timer is delivered.
+    // The end is reported (dated 1300) before the barge-in timer is delivered; no words known
+    // yet, so the final transcript decides.
     let fx = s.m.handle(Event::SpeechEnded { at: ms(1300) }, ms(1300));
+    s.apply(fx);
+    assert_eq!(s.count(&Effect::Interrupt), 0);
+    s.ev(1400, Event::Final { text: "Stop.".into(), confidence: 0.9, start: ms(1000), end: ms(1300) });
+    assert_eq!(s.when(&Effect::Interrupt), Some(1400));
+    assert_eq!(s.count(&Effect::Resume), 0);
+
+    // At sensitivity 0.95 words do not matter: the threshold alone interrupts.
+    let mut s = Sim::new(with_sensitivity(0.95));
+    s.ev(0, Event::AgentStarted);
+    s.ev(1000, Event::SpeechStarted { at: ms(1000) });
+    let fx = s.m.handle(Event::SpeechEnded { at: ms(1075) }, ms(1075));
     s.apply(fx);
     assert_eq!(s.count(&Effect::Interrupt), 1);
 }
@@ -323,6 +367,17 @@ fn a_backchannel_does_not_interrupt_at_moderate_sensitivity() {
 }
 
 #[test]
+fn a_short_yeah_recognised_only_after_it_ended_does_not_interrupt() {
+    // "yeah" lasting 346 ms (past the 300 ms threshold), no partial before it ended.
+    let mut s = Sim::new(with_sensitivity(0.8));
+    s.ev(0, Event::AgentStarted);
+    s.say(1000, 1346, "Yeah.", 250).at(8000);
+    assert_eq!(s.count(&Effect::Interrupt), 0);
+    assert_eq!(s.count(&Effect::Interruption(InterruptionKind::BackchannelIgnored)), 1);
+    assert_eq!(s.count(&Effect::Resume), 0);
+}
+
+#[test]
 fn a_backchannel_interrupts_at_high_sensitivity() {
     let mut s = Sim::new(with_sensitivity(0.95));
     s.ev(0, Event::AgentStarted);
@@ -336,9 +391,9 @@ fn a_backchannel_interrupts_at_high_sensitivity() {
 fn a_noise_interruption_resumes_the_agent() {
     let mut s = Sim::new(with_sensitivity(0.8));
     s.ev(0, Event::AgentStarted);
-    s.say(1000, 1600, "", 150).at(5000);
-    assert_eq!(s.when(&Effect::Interrupt), Some(1300));
-    assert_eq!(s.when(&Effect::Resume), Some(2800), "1.5 s after the barge-in");
+    s.say(1000, 1700, "", 150).at(5000);
+    assert_eq!(s.when(&Effect::Interrupt), Some(1600), "threshold + grace, still no words");
+    assert_eq!(s.when(&Effect::Resume), Some(3100), "1.5 s after the barge-in");
     assert_eq!(s.count(&Effect::Interruption(InterruptionKind::False)), 1);
     assert!(s.turns().is_empty());
 }
