@@ -1,4 +1,5 @@
-//! Synchronous DSP, no tokio: codecs (G.711 μ-law/A-law, L16, Opus) and streaming resampling.
+//! Synchronous DSP, no tokio: codecs (G.711 μ-law/A-law, L16, Opus), streaming resampling and
+//! the listener's denoiser.
 //! Stages allocate in `new()` only; the per-frame path writes into caller-provided buffers.
 //!
 //! ```text
@@ -6,9 +7,11 @@
 //! codec     Decoder/Encoder enums over WireFormat: G.711, L16 LE/BE, Opus
 //! resample  StreamResampler: any-length streaming resampling between 8/12/16/24/48 kHz
 //! sinc      resample_block: whole-buffer resampling between any rates (TTS output)
+//! denoise   Denoiser: RNNoise (nnnoiseless) at 48 kHz + background-speech gate, 20 ms 16 kHz frames
 //! ```
 
 pub mod codec;
+pub mod denoise;
 mod g711;
 pub mod resample;
 pub mod sinc;
