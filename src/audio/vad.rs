@@ -303,3 +303,143 @@ pub fn default_engine(models_dir: &Path) -> Option<Arc<SileroModel>> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::testutil::{fixture_l16, sine};
+
+    fn model() -> Arc<SileroModel> {
+        static MODEL: std::sync::OnceLock<Arc<SileroModel>> = std::sync::OnceLock::new();
+        let dir = std::env::var_os("SWITCHBOARD_MODELS_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+        Arc::clone(MODEL.get_or_init(|| {
+            SileroModel::load_with_sessions(&dir, 1).unwrap_or_else(|e| panic!("{e} (run `make models`)"))
+        }))
+    }
+
+    /// (probabilities, events) of `samples` in whole frames.
+    fn run(vad: &mut Vad, samples: &[i16]) -> (Vec<f32>, Vec<VadEvent>) {
+        let mut events = Vec::new();
+        let probs = samples
+            .chunks_exact(Vad::FRAME_SAMPLES)
+            .map(|f| {
+                let (p, e) = vad.process(f);
+                events.extend(e);
+                p
+            })
+            .collect();
+        (probs, events)
+    }
+
+    #[test]
+    fn webrtc_on_silence_tone_and_speech_in_every_mode() {
+        let silence = vec![0i16; 16_000];
+        let tone = sine(440.0, 16_000, 16_000, 8_000.0);
+        let speech = fixture_l16("caller-question.l16-16k.wav");
+        for mode in
+            [WebRtcMode::Quality, WebRtcMode::LowBitrate, WebRtcMode::Aggressive, WebRtcMode::VeryAggressive]
+        {
+            let cfg = VadConfig { webrtc_mode: mode, ..VadConfig::default() };
+            let mut vad = Vad::webrtc(cfg);
+            assert_eq!(vad.kind(), VadKind::WebRtc);
+            let (probs, events) = run(&mut vad, &silence);
+            assert!(probs.iter().all(|&p| p == 0.0) && events.is_empty(), "{mode:?} silence");
+
+            // A steady 440 Hz tone at −12 dBFS looks like voice to the sub-band energy model.
+            let mut vad = Vad::webrtc(cfg);
+            let (probs, events) = run(&mut vad, &tone);
+            let voiced = probs.iter().filter(|&&p| p == 1.0).count();
+            assert!(voiced >= probs.len() * 9 / 10, "{mode:?} tone: {voiced} of {}", probs.len());
+            assert_eq!(events, vec![VadEvent::SpeechStart { frame: 0 }], "{mode:?} tone");
+
+            let mut vad = Vad::webrtc(cfg);
+            let (probs, events) = run(&mut vad, &speech);
+            let voiced = probs.iter().filter(|&&p| p == 1.0).count();
+            assert!(voiced > probs.len() / 2, "{mode:?} speech: {voiced} of {}", probs.len());
+            // Speech begins in frame 10. The fixture's leading 200 ms are sox's ±1 LSB dither,
+            // which modes 0 and 1 already call voice (measured: a start at frame 0).
+            let VadEvent::SpeechStart { frame } = events[0] else { panic!("{mode:?}: {events:?}") };
+            match mode {
+                WebRtcMode::Quality | WebRtcMode::LowBitrate => assert!(frame <= 11, "{mode:?}: {events:?}"),
+                _ => assert!((9..=11).contains(&frame), "{mode:?}: {events:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn silero_on_silence_is_low_and_on_speech_high() {
+        let cfg = VadConfig { gate_with_webrtc: false, ..VadConfig::default() };
+        let mut vad = Vad::silero(&model(), cfg);
+        assert_eq!(vad.kind(), VadKind::Silero);
+        let (probs, events) = run(&mut vad, &vec![0i16; 32_000]);
+        assert!(probs.iter().all(|&p| p < 0.05), "{probs:?}");
+        assert!(events.is_empty());
+        // 100 frames = 32 000 samples = 62.5 chunks.
+        assert_eq!(
+            vad.stats(),
+            VadStats { frames: 100, chunks_run: 62, chunks_skipped: 0, inference_errors: 0 }
+        );
+
+        let speech = fixture_l16("caller-question.l16-16k.wav");
+        let (probs, _) = run(&mut vad, &speech);
+        let high = probs.iter().filter(|&&p| p > 0.9).count();
+        assert!(high > probs.len() * 3 / 4, "{high} of {}", probs.len());
+    }
+
+    #[test]
+    fn gate_skips_silero_in_silence_and_not_in_speech() {
+        let mut vad = Vad::silero(&model(), VadConfig::default());
+        run(&mut vad, &vec![0i16; 32_000]);
+        assert_eq!(vad.stats().chunks_run, 0);
+        assert_eq!(vad.stats().chunks_skipped, 62);
+
+        let speech = fixture_l16("caller-question.l16-16k.wav");
+        let (_, events) = run(&mut vad, &speech);
+        assert!(matches!(events[..], [VadEvent::SpeechStart { .. }, ..]), "{events:?}");
+        let stats = vad.stats();
+        // Speech is 2.8 s of the 3.5 s: at least that much is run (87 chunks).
+        assert!(stats.chunks_run >= 87, "{stats:?}");
+    }
+
+    #[test]
+    fn odd_frame_lengths_are_padded_or_truncated() {
+        for len in [0usize, 160, 319, 321, 640] {
+            let mut vad = Vad::webrtc(VadConfig::default());
+            let frame = sine(440.0, 16_000, len, 8_000.0);
+            for _ in 0..10 {
+                vad.process(&frame);
+            }
+            assert_eq!(vad.stats().frames, 10, "{len}");
+        }
+    }
+
+    #[test]
+    fn reset_replays_identically() {
+        let speech = fixture_l16("caller-hello.l16-16k.wav");
+        for mut vad in [Vad::webrtc(VadConfig::default()), Vad::silero(&model(), VadConfig::default())] {
+            let first = run(&mut vad, &speech);
+            vad.reset();
+            assert_eq!(vad.stats().frames, 0);
+            assert!(!vad.in_speech());
+            assert_eq!(run(&mut vad, &speech), first, "{:?}", vad.kind());
+        }
+    }
+
+    #[test]
+    fn default_engine_falls_back_to_webrtc_without_models() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = default_engine(dir.path());
+        assert!(engine.is_none());
+        assert_eq!(Vad::with_engine(engine.as_ref(), VadConfig::default()).kind(), VadKind::WebRtc);
+        assert_eq!(Vad::with_engine(Some(&model()), VadConfig::default()).kind(), VadKind::Silero);
+    }
+
+    #[test]
+    fn vad_is_small_and_send() {
+        fn send<T: Send>() {}
+        send::<Vad>();
+        assert!(std::mem::size_of::<Vad>() <= 1024, "{}", std::mem::size_of::<Vad>());
+    }
+}

@@ -63,14 +63,19 @@ pub fn library_path(models_dir: &Path) -> PathBuf {
 
 /// Loads onnxruntime from `models_dir` and creates the process-wide environment, once.
 ///
-/// Idempotent: later calls return `Ok(())` at once. Only one onnxruntime can live in a process,
-/// so if a later call names another directory the first library stays in use (logged as a
-/// warning). A failed call (e.g. missing library) leaves nothing behind and may be retried.
+/// Idempotent: later calls return `Ok(())` at once. A directory without the library is always
+/// [`OnnxError::LibraryMissing`]. Only one onnxruntime can live in a process, so if a later call
+/// names another directory that has one, the first library stays in use (logged as a warning).
+/// A failed call leaves nothing behind and may be retried.
 pub fn runtime(models_dir: &Path) -> Result<()> {
     let path = library_path(models_dir);
     // `ort` resolves a relative path against the executable's directory first; the models
     // directory is relative to the working directory, so it gets an absolute one.
     let path = std::path::absolute(&path).unwrap_or(path);
+    // Checked even when a runtime is up, so a wrong directory fails the same way every time.
+    if !path.is_file() {
+        return Err(OnnxError::LibraryMissing { path });
+    }
     if let Some(rt) = RUNTIME.get() {
         warn_if_other(rt, &path);
         return Ok(());
@@ -79,9 +84,6 @@ pub fn runtime(models_dir: &Path) -> Result<()> {
     if let Some(rt) = RUNTIME.get() {
         warn_if_other(rt, &path);
         return Ok(());
-    }
-    if !path.is_file() {
-        return Err(OnnxError::LibraryMissing { path });
     }
     let builder =
         ort::init_from(&path).map_err(|e| OnnxError::Load { path: path.clone(), message: e.to_string() })?;
@@ -151,5 +153,18 @@ mod tests {
         let err = runtime(dir.path()).unwrap_err();
         assert!(matches!(err, OnnxError::LibraryMissing { .. }), "{err}");
         assert!(err.to_string().contains("lib/libonnxruntime.so.1.32.0"), "{err}");
+    }
+
+    #[test]
+    fn runtime_is_idempotent_and_sessions_need_a_model_file() {
+        let models = std::env::var_os("SWITCHBOARD_MODELS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+        runtime(&models).unwrap_or_else(|e| panic!("{e} (run `make models`)"));
+        runtime(&models).unwrap();
+        assert!(is_loaded());
+        let err = session(&models.join("no/such.onnx"), 1).unwrap_err();
+        assert!(matches!(err, OnnxError::ModelMissing { .. }), "{err}");
+        session(&models.join("vad/silero_vad_op18_ifless.onnx"), 1).unwrap();
     }
 }
