@@ -1,5 +1,5 @@
 //! Synchronous DSP, no tokio: codecs (G.711 μ-law/A-law, L16, Opus), streaming resampling and
-//! the listener's denoiser.
+//! the listener's denoiser and voice activity detection.
 //! Stages allocate in `new()` only; the per-frame path writes into caller-provided buffers.
 //!
 //! ```text
@@ -8,6 +8,7 @@
 //! resample  StreamResampler: any-length streaming resampling between 8/12/16/24/48 kHz
 //! sinc      resample_block: whole-buffer resampling between any rates (TTS output)
 //! denoise   Denoiser: RNNoise (nnnoiseless) at 48 kHz + background-speech gate, 20 ms 16 kHz frames
+//! vad       Vad: Silero (onnxruntime) or webrtc-vad per 20 ms frame + speech segmenter
 //! ```
 
 pub mod codec;
@@ -17,3 +18,4 @@ pub mod resample;
 pub mod sinc;
 #[cfg(test)]
 mod testutil;
+pub mod vad;

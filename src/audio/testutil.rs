@@ -55,3 +55,25 @@ pub fn goertzel_power(samples: &[i16], freq_hz: f64, rate_hz: u32) -> f64 {
     let n = samples.len().max(1) as f64;
     (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (n * n)
 }
+
+/// The samples of a 16-bit mono WAV from `audio-fixtures/` (panics on anything else).
+pub fn fixture_l16(name: &str) -> Vec<i16> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("audio-fixtures").join(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        bytes.len() > 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE",
+        "{name}: not a WAV file"
+    );
+    let mut pos = 12;
+    while pos + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap()) as usize;
+        let body = &bytes[pos + 8..(pos + 8 + len).min(bytes.len())];
+        match &bytes[pos..pos + 4] {
+            b"fmt " => assert_eq!(u16::from_le_bytes([body[14], body[15]]), 16, "{name}: not 16-bit"),
+            b"data" => return body.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect(),
+            _ => {}
+        }
+        pos += 8 + len + (len & 1);
+    }
+    panic!("{name}: no data chunk")
+}
