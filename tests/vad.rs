@@ -195,6 +195,8 @@ fn silero_probabilities_do_not_depend_on_the_split_or_the_session() {
     assert_eq!(again, probs);
 }
 
+/// Diagnostic, not a check: prints Silero's per-chunk probabilities of the speech fixtures
+/// (`cargo test --test vad dump_probs -- --ignored --nocapture`).
 #[test]
 #[ignore]
 fn dump_probs() {

@@ -32,7 +32,7 @@ impl WebRtcMode {
 
 /// One libfvad instance at 16 kHz.
 pub(super) struct WebRtcDetector {
-    /// The C instance (≈ 0.6 KiB on the C heap).
+    /// The C instance (a small struct on the C heap).
     fvad: Fvad,
     /// Re-applied after `reset`, which returns libfvad to its defaults (8 kHz, mode 0).
     mode: WebRtcMode,
