@@ -15,10 +15,11 @@
 //! store/         SQL store (sqlx Any: SQLite embedded default; PostgreSQL-ready SQL)
 //! metrics        typed metrics + Prometheus exposition
 //! logging        tracing subscriber: text or JSON lines
+//! providers/     model engines: stt/ (embedded Whisper tiny.en via candle, remote OpenAI-compatible)
 //! ```
 //! Still to come (issues 3–6): `transport/` (media-websocket protocols), `call/` (per-call
 //! actors, turn state machine), `audio/` (codecs, resampling, denoise, VAD, stretch, mixing),
-//! `providers/` (STT, LLM, TTS engines), `webhook/`, `loadtest/`.
+//! `providers/` (LLM, TTS engines), `webhook/`, `loadtest/`.
 
 pub mod agent;
 pub mod api;
@@ -27,6 +28,7 @@ pub mod call;
 pub mod config;
 pub mod logging;
 pub mod metrics;
+pub mod providers;
 pub mod server;
 pub mod store;
 pub mod transport;
