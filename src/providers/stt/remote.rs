@@ -63,6 +63,12 @@ pub fn wav_bytes(pcm: &[f32], rate_hz: u32) -> Vec<u8> {
     out
 }
 
+/// The one field of a transcription response we need.
+#[derive(Debug, serde::Deserialize)]
+struct TextOnly {
+    text: String,
+}
+
 impl SttEngine for OpenAiStt {
     fn name(&self) -> &'static str {
         REMOTE_ENGINE_NAME
@@ -93,11 +99,13 @@ impl SttEngine for OpenAiStt {
                 args.language(language);
             }
             let request = args.build().map_err(|e| SttError::Remote(e.to_string()))?;
-            let response = self
+            // Read only `text`: OpenAI-compatible servers differ in the rest (`usage` is often
+            // missing, which async-openai's typed response requires).
+            let response: TextOnly = self
                 .client
                 .audio()
                 .transcription()
-                .create(request)
+                .create_byot(request)
                 .await
                 .map_err(|e| SttError::Remote(e.to_string()))?;
             Ok(Transcription {

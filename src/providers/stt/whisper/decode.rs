@@ -126,6 +126,11 @@ impl WhisperModel {
             Ok(text) => serde_json::from_str(&text).map_err(|e| load_err(&cfg_path, e))?,
             Err(_) => Ct2Config::default(),
         };
+        let mut tokenizer = tokenizer;
+        if net.dims.n_vocab < 51_865 {
+            // English-only models (.en, 51864 ids) list language tokens but were not trained on them.
+            tokenizer.special.english = None;
+        }
         let sp = tokenizer.special;
         let mut suppress = config.suppress_ids;
         suppress.extend(sp.eot + 1..net.dims.n_vocab as u32);
@@ -216,7 +221,8 @@ impl WhisperModel {
             }
             let text = self.tokenizer.decode(&decoded.tokens);
             let text = text.trim();
-            if !text.is_empty() {
+            // Punctuation alone (". . .") is what the decoder says over noise, not speech.
+            if text.chars().any(char::is_alphanumeric) {
                 texts.push(text.to_string());
                 sum_lp += decoded.sum_logprob;
                 sampled += decoded.sampled;
@@ -238,7 +244,12 @@ impl WhisperModel {
         let cap = max_tokens(seconds, self.net.dims.n_text_ctx);
         match quality {
             SttQuality::Partial | SttQuality::Final => self.greedy(&cross, cap),
-            SttQuality::Accurate => self.beam(&cross, cap, BEAM_WIDTH),
+            SttQuality::Accurate => {
+                // The beam may re-rank words, not add a sentence: its length is capped near the
+                // greedy transcript's, which keeps it out of restart loops on noisy audio.
+                let greedy = self.greedy(&cross, cap).map_err(engine_err)?;
+                self.beam(&cross, cap.min(greedy.tokens.len() + 1), BEAM_WIDTH)
+            }
         }
         .map_err(engine_err)
     }
@@ -348,7 +359,9 @@ impl WhisperModel {
                         parents.push(b as u32);
                     }
                 }
-                if next.len() >= width && finished.len() >= width {
+                // Only candidates ranked above the last kept beam may finish (Whisper's rule):
+                // a low-ranked end-of-text must not end the search early.
+                if next.len() >= width {
                     break;
                 }
             }
@@ -413,8 +426,10 @@ fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
     best
 }
 
-/// If `tokens` ends with the same n-gram (n ≤ 8) three times in a row, or one token eight
-/// times, drops the repeats (keeps one copy) and returns true: the decoder is looping.
+/// Loop detection. If `tokens` ends with the same n-gram (n ≤ 8) three times in a row, one token
+/// eight times, ends with its own first [`RESTART_SPAN`] tokens, or its last [`LOOP_SPAN`] tokens already occurred earlier (a long phrase said
+/// again word for word: the decoder restarting the sentence), drops the repeat (keeps one copy)
+/// and returns true.
 fn trim_repetition(tokens: &mut Vec<u32>) -> bool {
     let len = tokens.len();
     for n in 1..=8 {
@@ -428,8 +443,31 @@ fn trim_repetition(tokens: &mut Vec<u32>) -> bool {
             return true;
         }
     }
+    // The decoder starting the utterance over ("…at seven. The low, I would…").
+    if len >= 2 * RESTART_SPAN + 2 && tokens[len - RESTART_SPAN..] == tokens[..RESTART_SPAN] {
+        tokens.truncate(len - RESTART_SPAN);
+        return true;
+    }
+    if len >= 2 * LOOP_SPAN {
+        let tail = &tokens[len - LOOP_SPAN..];
+        if let Some(i) = tokens[..len - LOOP_SPAN].windows(LOOP_SPAN).position(|w| w == tail) {
+            // Period of the loop; walk back to where the repetition starts and cut there.
+            let period = len - LOOP_SPAN - i;
+            let mut start = len - LOOP_SPAN;
+            while start > period && tokens[start - 1] == tokens[start - 1 - period] {
+                start -= 1;
+            }
+            tokens.truncate(start);
+            return true;
+        }
+    }
     false
 }
+
+/// Length of a phrase whose exact reappearance counts as a decoding loop.
+const LOOP_SPAN: usize = 10;
+/// Opening tokens whose reappearance at the end counts as the decoder starting over.
+const RESTART_SPAN: usize = 3;
 
 #[cfg(test)]
 mod tests {
@@ -445,6 +483,9 @@ mod tests {
         assert_eq!(t, vec![9]);
         let mut t = vec![1, 2, 1, 2, 7];
         assert!(!trim_repetition(&mut t));
+        let mut t: Vec<u32> = (0..14).chain(0..10).collect();
+        assert!(trim_repetition(&mut t));
+        assert_eq!(t, (0..14).collect::<Vec<_>>());
         // "very very" is language, not a loop.
         let mut t = vec![4, 4, 4];
         assert!(!trim_repetition(&mut t));
