@@ -18,7 +18,7 @@
 //! transport/     media-websocket protocols, answer endpoints, gateway call control
 //! call/          per-call actors (listener, conversation, speaker, playout), turn state machine
 //! audio/         sync DSP: codecs, resampling, denoise, VAD
-//! providers/     STT and TTS engines (embedded and OpenAI-compatible), onnxruntime set-up
+//! providers/     engines: stt/ (Whisper tiny.en on candle, OpenAI-compatible), tts/, onnx set-up
 //! ```
 //! Still to come (issues 5–6): the LLM provider, `webhook/`, `loadtest/`.
 

@@ -3,6 +3,7 @@
 //! Coarse boundaries: calls hold `Arc<dyn …>` engines shared by every call.
 
 pub mod onnx;
+pub mod stt;
 pub mod tts;
 
 use std::path::Path;
