@@ -4,6 +4,8 @@
 # plus what the call is meant to exercise). espeak-ng + sox only; deterministic.
 #   ./generate-calls.sh
 set -euo pipefail
+# -R: sox seeds its dither the same way every run, so the output is byte-identical.
+sox() { command sox -R "$@"; }
 cd "$(dirname "$0")"
 mkdir -p calls
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -41,7 +43,7 @@ call() {
 # Two caller turns with a clear pause: two recorded turns, in order.
 call two-turns '{"turns": 2}' en-us 160 \
   0.6 "Hi, I would like to book a table for two people tomorrow evening." \
-  2.5 "My name is Anna Smith." \
+  2.5 "Could we have a table by the window, please?" \
   2.5
 # The caller talks over the agent's greeting 1 s in (a barge-in at default sensitivity).
 call barge-in '{"bargeInAtMs": 1000, "turns": 1}' en-us 170 \

@@ -20,6 +20,28 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which speech-to-text engine serves calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SttChoice {
+    /// Whisper tiny.en from the models directory (default).
+    #[default]
+    Embedded,
+    /// An OpenAI-compatible `/audio/transcriptions` endpoint (`--openai-base-url`).
+    Openai,
+}
+
+/// Which voice-activity detector listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VadChoice {
+    /// Silero when its weights and onnxruntime are present, else webrtc-vad (default).
+    #[default]
+    Auto,
+    Silero,
+    Webrtc,
+}
+
 /// Raw settings as given: every field optional, validated and defaulted by [`RawConfig::resolve`].
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +110,24 @@ pub struct RawConfig {
     /// Vonage REST base URL [default: https://api.nexmo.com].
     #[arg(long, env = "VONAGE_API_BASE")]
     pub vonage_api_base: Option<String>,
+    /// Speech-to-text engine [default: embedded].
+    #[arg(long, env = "SWITCHBOARD_STT", value_enum)]
+    pub stt: Option<SttChoice>,
+    /// Speech-to-text model name for the remote engine [default: whisper-1].
+    #[arg(long, env = "SWITCHBOARD_STT_MODEL")]
+    pub stt_model: Option<String>,
+    /// Threads running the embedded speech-to-text (calls queue for them) [default: 1].
+    #[arg(long, env = "SWITCHBOARD_STT_WORKERS")]
+    pub stt_workers: Option<usize>,
+    /// Voice-activity detector [default: auto].
+    #[arg(long, env = "SWITCHBOARD_VAD", value_enum)]
+    pub vad: Option<VadChoice>,
+    /// Base URL of the OpenAI-compatible API for remote engines [default: https://api.openai.com/v1].
+    #[arg(long, env = "OPENAI_BASE_URL")]
+    pub openai_base_url: Option<String>,
+    /// API key of the OpenAI-compatible API.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<String>,
     /// TOML file with any of these settings (snake_case keys); flags and environment win over it.
     #[arg(long, env = "SWITCHBOARD_CONFIG")]
     #[serde(skip)]
@@ -121,6 +161,32 @@ pub struct Config {
     pub media_start_timeout: Duration,
     /// Gateway REST credentials and base URLs (call control, signatures).
     pub gateways: GatewayConfig,
+    /// Which engines listen and how to reach remote ones.
+    pub providers: ProvidersConfig,
+}
+
+/// Engine choices and the OpenAI-compatible endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProvidersConfig {
+    pub stt: SttChoice,
+    pub stt_model: String,
+    pub stt_workers: usize,
+    pub vad: VadChoice,
+    pub openai_base_url: String,
+    pub openai_api_key: Option<String>,
+}
+
+impl Default for ProvidersConfig {
+    fn default() -> Self {
+        Self {
+            stt: SttChoice::Embedded,
+            stt_model: "whisper-1".into(),
+            stt_workers: 1,
+            vad: VadChoice::Auto,
+            openai_base_url: "https://api.openai.com/v1".into(),
+            openai_api_key: None,
+        }
+    }
 }
 
 /// Credentials and base URLs of the telephony gateways' REST APIs. Base URLs are settable so
@@ -169,6 +235,8 @@ pub enum ConfigError {
     ZeroDuration { setting: &'static str },
     #[error("max_calls: must be at least 1")]
     ZeroCalls,
+    #[error("stt_workers: must be at least 1")]
+    ZeroWorkers,
 }
 
 impl Default for Config {
@@ -186,6 +254,7 @@ impl Default for Config {
             media_token_ttl: Duration::from_secs(60),
             media_start_timeout: Duration::from_secs(10),
             gateways: GatewayConfig::default(),
+            providers: ProvidersConfig::default(),
         }
     }
 }
@@ -246,6 +315,24 @@ impl RawConfig {
                     vonage_api_base: merged.vonage_api_base.unwrap_or(d.vonage_api_base),
                 }
             },
+            providers: {
+                let d = ProvidersConfig::default();
+                ProvidersConfig {
+                    stt: merged.stt.unwrap_or(d.stt),
+                    stt_model: merged.stt_model.unwrap_or(d.stt_model),
+                    stt_workers: match merged.stt_workers {
+                        Some(0) => return Err(ConfigError::ZeroWorkers),
+                        Some(n) => n,
+                        None => d.stt_workers,
+                    },
+                    vad: merged.vad.unwrap_or(d.vad),
+                    openai_base_url: merged
+                        .openai_base_url
+                        .map(|u| u.trim_end_matches('/').to_string())
+                        .unwrap_or(d.openai_base_url),
+                    openai_api_key: merged.openai_api_key.filter(|k| !k.is_empty()),
+                }
+            },
         })
     }
 
@@ -280,6 +367,12 @@ impl RawConfig {
             plivo_api_base: self.plivo_api_base.or(lower.plivo_api_base),
             vonage_jwt: self.vonage_jwt.or(lower.vonage_jwt),
             vonage_api_base: self.vonage_api_base.or(lower.vonage_api_base),
+            stt: self.stt.or(lower.stt),
+            stt_model: self.stt_model.or(lower.stt_model),
+            stt_workers: self.stt_workers.or(lower.stt_workers),
+            vad: self.vad.or(lower.vad),
+            openai_base_url: self.openai_base_url.or(lower.openai_base_url),
+            openai_api_key: self.openai_api_key.or(lower.openai_api_key),
             config: self.config,
         }
     }

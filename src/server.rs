@@ -56,7 +56,11 @@ impl Server {
         } else {
             None
         };
-        let engines = Arc::new(Engines::load(&config.models_dir));
+        let (models_dir, providers) = (config.models_dir.clone(), config.providers.clone());
+        let engines = tokio::task::spawn_blocking(move || Engines::load(&models_dir, &providers))
+            .await
+            .map_err(|e| ServerError::Io(std::io::Error::other(e.to_string())))?;
+        let engines = Arc::new(engines);
         let state = AppState::new(Arc::new(config.clone()), store, engines, Arc::new(Metrics::new()));
         Ok((Self { config, state }, created))
     }

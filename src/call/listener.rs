@@ -1,18 +1,22 @@
 //! Listener: caller audio in, [`ListenerEvent`]s out.
 //!
-//! Per inbound payload: decode the wire codec → resample to 16 kHz → cut 20 ms frames → (the
-//! denoiser, VAD and speech-to-text stages of the next issue go here). In diagnostics loopback
-//! mode each frame is also handed straight to playout, 1 s per "utterance", so the whole media
-//! path runs and the caller hears themself.
+//! Per inbound payload: decode the wire codec → resample to 16 kHz → cut 20 ms frames → in an
+//! agent call, the [`listening`](super::listening) path (denoise → VAD → speech-to-text), whose
+//! speech events and transcripts go to the conversation. In diagnostics loopback mode each frame
+//! is handed straight to playout, 1 s per "utterance", so the whole media path runs and the
+//! caller hears themself.
 
 use std::time::Instant as StdInstant;
 
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::listening::{Listening, ListeningSetup, SttJob};
 use super::queue::Consumer;
 use super::{
     ListenerEvent, PlayoutCommand, SpeechChunk, UtteranceId, PIPELINE_FRAME_SAMPLES, PIPELINE_RATE_HZ,
@@ -59,6 +63,12 @@ pub struct Listener {
     call_start: Instant,
     loopback_utterance: UtteranceId,
     loopback_frames: u32,
+    /// Agent calls: denoise → VAD → speech-to-text.
+    listening: Option<Listening>,
+    /// Events of the payload being processed, sent once it is done.
+    out: Vec<ListenerEvent>,
+    /// Speech-to-text requests started by the payload being processed.
+    new_jobs: Vec<SttJob>,
     frame_processing: Histogram,
     frames_in: Counter,
     dropped_invalid: Counter,
@@ -66,7 +76,12 @@ pub struct Listener {
 }
 
 impl Listener {
-    pub fn new(format: WireFormat, call_start: Instant, metrics: &Metrics) -> Result<Self, ListenerError> {
+    pub fn new(
+        format: WireFormat,
+        call_start: Instant,
+        metrics: &Metrics,
+        listening: Option<ListeningSetup>,
+    ) -> Result<Self, ListenerError> {
         Ok(Self {
             decoder: Decoder::new(format).map_err(|e| ListenerError::Codec(e.to_string()))?,
             resampler: StreamResampler::new(format.sample_rate_hz, PIPELINE_RATE_HZ)
@@ -76,6 +91,9 @@ impl Listener {
             call_start,
             loopback_utterance: 1,
             loopback_frames: 0,
+            listening: listening.map(|setup| Listening::new(setup, metrics)),
+            out: Vec::with_capacity(4),
+            new_jobs: Vec::with_capacity(2),
             frame_processing: metrics.frame_processing.clone(),
             frames_in: metrics.frames_in.clone(),
             dropped_invalid: metrics.dropped("invalid"),
@@ -87,15 +105,33 @@ impl Listener {
     pub async fn run(mut self, mut io: ListenerIo, cancel: CancellationToken) {
         let cancelled = cancel.cancelled();
         tokio::pin!(cancelled);
+        let mut jobs: FuturesUnordered<SttJob> = FuturesUnordered::new();
         loop {
             let item = tokio::select! {
                 biased;
                 () = &mut cancelled => break,
+                Some(done) = jobs.next(), if !jobs.is_empty() => {
+                    let event = self.listening.as_mut().and_then(|l| l.on_stt(done));
+                    if let Some(event) = event {
+                        if io.events.send(event).await.is_err() {
+                            break;
+                        }
+                    }
+                    continue;
+                }
                 item = io.ingress.recv() => item,
             };
             match item {
                 None => break,
-                Some(Ingress::Audio(payload)) => self.on_audio(&payload, io.loopback.as_ref()),
+                Some(Ingress::Audio(payload)) => {
+                    self.on_audio(&payload, io.loopback.as_ref());
+                    jobs.extend(self.new_jobs.drain(..));
+                    for event in self.out.drain(..) {
+                        if io.events.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                }
                 Some(Ingress::Dtmf(digit)) => {
                     let at = self.call_start.elapsed();
                     if io.events.send(ListenerEvent::Dtmf { digit, at }).await.is_err() {
@@ -119,7 +155,13 @@ impl Listener {
         };
         self.resampler.process(&self.decoded[..n], &mut self.pending);
         while self.pending.len() >= PIPELINE_FRAME_SAMPLES {
-            // The denoise → VAD → STT stages take the frame here (next issue).
+            if let Some(listening) = self.listening.as_mut() {
+                listening.on_frame(
+                    &self.pending[..PIPELINE_FRAME_SAMPLES],
+                    &mut self.out,
+                    &mut self.new_jobs,
+                );
+            }
             if let Some(playout) = loopback {
                 self.loopback_frames += 1;
                 let last = self.loopback_frames == LOOPBACK_UTTERANCE_FRAMES;

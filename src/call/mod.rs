@@ -18,6 +18,7 @@
 
 pub mod conversation;
 pub mod listener;
+pub mod listening;
 pub mod playout;
 pub mod queue;
 pub mod recorder;

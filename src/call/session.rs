@@ -352,6 +352,12 @@ async fn check_agent(ctx: &SessionContext, agent_id: &str) -> Result<AgentConfig
             format!("agent '{agent_id}' is hosted but has no systemPrompt"),
         ));
     }
+    if let Err(reason) = ctx.engines.check_language(&agent.config.language) {
+        return Err(Reject(
+            close_code::POLICY_VIOLATION,
+            format!("agent '{agent_id}' cannot be served: {reason}"),
+        ));
+    }
     Ok(agent.config)
 }
 

@@ -12,12 +12,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::conversation::{self, ConversationIo, Mode};
 use super::listener::{Ingress, Listener, ListenerIo};
+use super::listening::ListeningSetup;
 use super::playout::{Playout, PlayoutDriver};
 use super::queue::{self, Producer};
 use super::recorder::Recorder;
 use super::speaker::{self, SpeakerIo};
 use super::{capacity, CallControl};
+use crate::agent::SttMode;
+use crate::audio::vad::VadConfig;
 use crate::metrics::Metrics;
+use crate::providers::stt::SttQuality;
 use crate::providers::Engines;
 use crate::store::{CallStatus, Store};
 use crate::transport::WireFormat;
@@ -55,8 +59,22 @@ pub struct CallSetup<'a> {
 pub fn spawn(mode: Mode, format: WireFormat, setup: CallSetup<'_>) -> Result<CallHandles, SupervisorError> {
     let metrics = setup.metrics;
     let call_start = Instant::now();
-    let listener =
-        Listener::new(format, call_start, metrics).map_err(|e| SupervisorError::Setup(e.to_string()))?;
+    let listening = match &mode {
+        Mode::Agent(agent) => Some(ListeningSetup {
+            denoise: agent.denoising_mode.into(),
+            silero: setup.engines.silero.clone(),
+            vad: VadConfig::default(),
+            stt: setup.engines.stt.clone(),
+            language: agent.language.clone(),
+            final_quality: match agent.stt_mode {
+                SttMode::Fast => SttQuality::Final,
+                SttMode::Accurate => SttQuality::Accurate,
+            },
+        }),
+        Mode::Loopback { .. } => None,
+    };
+    let listener = Listener::new(format, call_start, metrics, listening)
+        .map_err(|e| SupervisorError::Setup(e.to_string()))?;
     let playout =
         Playout::new(format, call_start, metrics).map_err(|e| SupervisorError::Setup(e.to_string()))?;
 

@@ -1,0 +1,179 @@
+//! Recorded calls from audio-fixtures/calls streamed in real time over a real Twilio media
+//! websocket to agents, with the embedded engines (denoiser, Silero VAD, Whisper tiny.en): the
+//! caller's turns are heard, transcribed and recorded; barge-in follows interruptionSensitivity;
+//! a backchannel never interrupts.
+
+mod common;
+
+use std::time::Duration;
+
+use common::media::{twilio, Client, Fixture};
+use common::TestServer;
+use serde_json::{json, Value};
+use switchboard::providers::stt::wer;
+use switchboard::store::{CallEvent, CallTurn, Store};
+use tokio_tungstenite::tungstenite::Message;
+
+fn twilio_echo(name: &str) -> Option<Message> {
+    Some(twilio::mark(name))
+}
+
+fn annotation(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("audio-fixtures/calls").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The fixture as Twilio media messages, then `tail_secs` of silence.
+fn call_audio(name: &str, tail_secs: f64) -> Vec<Message> {
+    let fx = Fixture::load(&format!("calls/{name}.mulaw-8k.wav"));
+    let mut frames = fx.frames();
+    frames.extend(std::iter::repeat_n(vec![0xFF; 160], (tail_secs * 50.0) as usize));
+    frames.iter().enumerate().map(|(i, f)| twilio::media(i, f)).collect()
+}
+
+struct Record {
+    turns: Vec<CallTurn>,
+    events: Vec<CallEvent>,
+}
+
+impl Record {
+    fn count(&self, kind: &str) -> usize {
+        self.events.iter().filter(|e| e.kind == kind).count()
+    }
+    fn first(&self, kind: &str) -> Option<&CallEvent> {
+        self.events.iter().find(|e| e.kind == kind)
+    }
+}
+
+async fn ended_call(s: &TestServer) -> Record {
+    use sqlx::Row;
+    let store = Store::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
+    for _ in 0..200 {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
+        let row = sqlx::query("SELECT id, status FROM calls ORDER BY created_at DESC LIMIT 1")
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        if let Some(row) = row {
+            let (id, status): (String, String) = (row.get(0), row.get(1));
+            if status != "in-progress" {
+                let rec = Record {
+                    turns: store.list_call_turns(&id).await.unwrap(),
+                    events: store.list_call_events(&id).await.unwrap(),
+                };
+                store.close().await;
+                return rec;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the call never ended");
+}
+
+async fn run_call(s: &TestServer, agent: Value, fixture: &str, tail_secs: f64) -> (Client, Record) {
+    let agent = s.agent(agent).await;
+    let mut c = Client::connect(s.addr, "/twilio/media", twilio_echo).await;
+    c.send(twilio::start(json!({"token": s.key, "agentId": agent["id"]}))).await;
+    c.stream(call_audio(fixture, tail_secs), Duration::from_millis(100)).await;
+    c.send(twilio::stop()).await;
+    c.closed().await;
+    (c, ended_call(s).await)
+}
+
+const GREETING: &str = "Hello and thank you for calling the Riverside restaurant. \
+    We are open every day from noon until eleven in the evening. \
+    I can help you book a table, change a booking, or answer questions about the menu.";
+
+#[tokio::test]
+async fn a_recorded_call_becomes_its_caller_turns() {
+    let s = TestServer::start().await;
+    let ann = annotation("two-turns.json");
+    let (_c, rec) = run_call(&s, json!({"name": "Listener", "maxSilenceMs": 60000}), "two-turns", 2.0).await;
+
+    let want = ann["callerTurns"].as_array().unwrap();
+    assert_eq!(rec.turns.len(), want.len(), "turns: {:?}", rec.turns);
+    for (got, want) in rec.turns.iter().zip(want) {
+        let text = want["text"].as_str().unwrap();
+        let e = wer(text, &got.transcript);
+        eprintln!("turn {}: {:?} (WER {:.2}) vs {:?}", got.seq, got.transcript, e, text);
+        assert!(e <= 0.25, "turn {} transcribed as {:?} (WER {e:.2})", got.seq, got.transcript);
+        assert_eq!(got.source, "speech");
+        assert!(got.confidence > 0.0 && got.confidence <= 1.0);
+        // Media-time speech boundaries within 250 ms of the annotation.
+        let (start, end) = (want["startMs"].as_i64().unwrap(), want["endMs"].as_i64().unwrap());
+        assert!((got.started_ms - start).abs() <= 250, "turn start {} vs {start}", got.started_ms);
+        assert!((got.ended_ms - end).abs() <= 400, "turn end {} vs {end}", got.ended_ms);
+    }
+    assert_eq!(rec.count("speech_started"), 2, "{:?}", rec.events);
+    assert_eq!(rec.count("speech_ended"), 2);
+    assert_eq!(rec.count("turn"), 2);
+    assert_eq!(rec.count("barge_in"), 0);
+
+    // Stage metrics were exported.
+    let metrics = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
+    for name in ["switchboard_stt_seconds_count", "switchboard_endpointing_seconds_count"] {
+        assert!(metrics.lines().any(|l| l.starts_with(name) && !l.ends_with(" 0")), "{name} in {metrics}");
+    }
+}
+
+#[tokio::test]
+async fn the_caller_barges_in_at_default_sensitivity() {
+    let s = TestServer::start().await;
+    let agent = json!({"name": "Greeter", "beginMessage": GREETING, "maxSilenceMs": 60000});
+    let (c, rec) = run_call(&s, agent, "barge-in", 1.5).await;
+
+    assert_eq!(c.got.clears.len(), 1, "one clear sent to the gateway");
+    let barge = rec.first("barge_in").expect("a barge-in was recorded");
+    // The caller starts at 1.0 s; the barge-in comes within a second of their first word.
+    assert!((1_000..2_200).contains(&barge.at_ms), "barge-in at {} ms", barge.at_ms);
+    assert_eq!(rec.count("agent_resumed"), 0, "words followed: a real interruption");
+    assert_eq!(rec.turns.len(), 1, "the interrupting words are the caller's turn: {:?}", rec.turns);
+    let text = annotation("barge-in.json")["callerTurns"][0]["text"].as_str().unwrap().to_string();
+    assert!(wer(&text, &rec.turns[0].transcript) <= 0.3, "{:?}", rec.turns[0].transcript);
+    // The greeting was cut: not all of its sentences finished.
+    assert!(rec.count("agent_finished") < 3, "{:?}", rec.events);
+}
+
+#[tokio::test]
+async fn sensitivity_zero_lets_the_agent_finish() {
+    let s = TestServer::start().await;
+    let agent = json!({"name": "Talker", "beginMessage": GREETING, "interruptionSensitivity": 0.0, "maxSilenceMs": 60000});
+    let (c, rec) = run_call(&s, agent, "barge-in", 8.0).await;
+
+    assert!(c.got.clears.is_empty(), "never interrupted");
+    assert_eq!(rec.count("barge_in"), 0);
+    assert_eq!(rec.count("agent_finished"), 3, "all three sentences were spoken: {:?}", rec.events);
+    // The caller's words are kept and answered once the agent has finished.
+    assert_eq!(rec.turns.len(), 1, "{:?}", rec.turns);
+    let finished = rec.events.iter().rfind(|e| e.kind == "agent_finished").unwrap().at_ms;
+    let turn = rec.first("turn").unwrap().at_ms;
+    assert!(turn >= finished, "turn at {turn} ms, agent finished at {finished} ms");
+}
+
+#[tokio::test]
+async fn a_backchannel_over_the_agent_is_not_an_interruption() {
+    let s = TestServer::start().await;
+    let agent = json!({"name": "Greeter", "beginMessage": GREETING, "maxSilenceMs": 60000});
+    let (c, rec) = run_call(&s, agent, "backchannel-yeah", 1.0).await;
+
+    assert!(c.got.clears.is_empty(), "no clear for a 'yeah': {:?}", rec.events);
+    assert_eq!(rec.count("barge_in"), 0);
+    assert_eq!(rec.count("backchannel_ignored"), 1, "{:?}", rec.events);
+    assert!(rec.turns.is_empty(), "a backchannel is not a turn: {:?}", rec.turns);
+}
+
+#[tokio::test]
+async fn an_agent_whose_language_no_engine_understands_is_refused_at_call_start() {
+    let s = TestServer::start().await;
+    let agent = s.agent(json!({"name": "Berlin", "language": "de-DE", "voice": "espeak-de"})).await;
+    let mut c = Client::connect(s.addr, "/twilio/media", twilio_echo).await;
+    c.send(twilio::start(json!({"token": s.key, "agentId": agent["id"]}))).await;
+    let (code, reason) = c.closed().await;
+    assert_eq!(code, 1008);
+    assert!(reason.contains("de-DE"), "{reason}");
+    // Nothing half-created: an API-key stream is refused before any call record exists.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM calls").fetch_one(&pool).await.unwrap();
+    assert_eq!(n, 0);
+}
