@@ -1,5 +1,6 @@
-//! Per-20 ms-frame cost of the listening path's denoiser: `Denoiser::process` in each mode, on a
-//! real caller sentence with café noise mixed in at 5 dB SNR.
+//! Per-20 ms-frame cost of the listening path: `Denoiser::process` in each mode, and the whole
+//! denoise → VAD path (`Listening::on_frame`), on a real caller sentence with café noise mixed in
+//! at 5 dB SNR.
 //!
 //! Run: `cargo bench --bench listen -- --warm-up-time 1 --measurement-time 3`.
 //! Inputs are built outside the timed closures; every iteration is one 20 ms frame.
@@ -58,5 +59,51 @@ fn denoise(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, denoise);
+/// The whole per-frame listening path of an agent call without speech-to-text (which runs off
+/// the frame path): `Listening::on_frame` = denoise → VAD (Silero gated by webrtc-vad, or
+/// webrtc-vad alone) → utterance buffering, on the same noisy sentence looped.
+fn listening_path(c: &mut Criterion) {
+    use switchboard::audio::vad::{SileroModel, VadConfig};
+    use switchboard::call::listening::{Listening, ListeningSetup};
+    use switchboard::metrics::Metrics;
+    use switchboard::providers::stt::SttQuality;
+
+    let pcm = noisy_speech();
+    let frames: Vec<&[i16]> = pcm.chunks_exact(Denoiser::FRAME_SAMPLES).collect();
+    let models = std::env::var_os("SWITCHBOARD_MODELS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let silero = SileroModel::load(&models).ok();
+    let metrics = Metrics::new();
+    let mut group = c.benchmark_group("listening_path");
+    let engines: Vec<(&str, Option<std::sync::Arc<SileroModel>>)> = match silero {
+        Some(m) => vec![("silero_gated", Some(m)), ("webrtc", None)],
+        None => vec![("webrtc", None)],
+    };
+    for (name, model) in engines {
+        let setup = ListeningSetup {
+            denoise: DenoiseMode::Noise,
+            silero: model,
+            vad: VadConfig::default(),
+            stt: None,
+            language: "en-US".into(),
+            final_quality: SttQuality::Final,
+            smart_turn: None,
+        };
+        let mut l = Listening::new(setup, &metrics);
+        let (mut events, mut jobs) = (Vec::new(), Vec::new());
+        let mut i = 0;
+        group.bench_function(BenchmarkId::new("frame_20ms", name), |b| {
+            b.iter(|| {
+                i = (i + 1) % frames.len();
+                l.on_frame(black_box(frames[i]), &mut events, &mut jobs);
+                events.clear();
+                jobs.clear();
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, denoise, listening_path);
 criterion_main!(benches);

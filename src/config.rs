@@ -119,6 +119,9 @@ pub struct RawConfig {
     /// Threads running the embedded speech-to-text (calls queue for them) [default: 1].
     #[arg(long, env = "SWITCHBOARD_STT_WORKERS")]
     pub stt_workers: Option<usize>,
+    /// Ask the Smart-Turn end-of-turn model at each caller pause [default: off].
+    #[arg(long, env = "SWITCHBOARD_SMART_TURN")]
+    pub smart_turn: Option<bool>,
     /// Voice-activity detector [default: auto].
     #[arg(long, env = "SWITCHBOARD_VAD", value_enum)]
     pub vad: Option<VadChoice>,
@@ -172,6 +175,8 @@ pub struct ProvidersConfig {
     pub stt_model: String,
     pub stt_workers: usize,
     pub vad: VadChoice,
+    /// Use the Smart-Turn end-of-turn model (opt-in).
+    pub smart_turn: bool,
     pub openai_base_url: String,
     pub openai_api_key: Option<String>,
 }
@@ -183,6 +188,7 @@ impl Default for ProvidersConfig {
             stt_model: "whisper-1".into(),
             stt_workers: 1,
             vad: VadChoice::Auto,
+            smart_turn: false,
             openai_base_url: "https://api.openai.com/v1".into(),
             openai_api_key: None,
         }
@@ -326,6 +332,7 @@ impl RawConfig {
                         None => d.stt_workers,
                     },
                     vad: merged.vad.unwrap_or(d.vad),
+                    smart_turn: merged.smart_turn.unwrap_or(d.smart_turn),
                     openai_base_url: merged
                         .openai_base_url
                         .map(|u| u.trim_end_matches('/').to_string())
@@ -371,6 +378,7 @@ impl RawConfig {
             stt_model: self.stt_model.or(lower.stt_model),
             stt_workers: self.stt_workers.or(lower.stt_workers),
             vad: self.vad.or(lower.vad),
+            smart_turn: self.smart_turn.or(lower.smart_turn),
             openai_base_url: self.openai_base_url.or(lower.openai_base_url),
             openai_api_key: self.openai_api_key.or(lower.openai_api_key),
             config: self.config,

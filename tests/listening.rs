@@ -14,6 +14,10 @@ use switchboard::providers::stt::wer;
 use switchboard::store::{CallEvent, CallTurn, Store};
 use tokio_tungstenite::tungstenite::Message;
 
+/// These calls run in real time against an embedded Whisper: one at a time, so a 2-core CI
+/// machine is not asked to hear several calls at once while it also runs the other tests.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn twilio_echo(name: &str) -> Option<Message> {
     Some(twilio::mark(name))
 }
@@ -87,6 +91,7 @@ const GREETING: &str = "Hello and thank you for calling the Riverside restaurant
 
 #[tokio::test]
 async fn a_recorded_call_becomes_its_caller_turns() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let s = TestServer::start().await;
     let ann = annotation("two-turns.json");
     let (_c, rec) = run_call(&s, json!({"name": "Listener", "maxSilenceMs": 60000}), "two-turns", 2.0).await;
@@ -119,6 +124,7 @@ async fn a_recorded_call_becomes_its_caller_turns() {
 
 #[tokio::test]
 async fn the_caller_barges_in_at_default_sensitivity() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let s = TestServer::start().await;
     let agent = json!({"name": "Greeter", "beginMessage": GREETING, "maxSilenceMs": 60000});
     let (c, rec) = run_call(&s, agent, "barge-in", 1.5).await;
@@ -137,6 +143,7 @@ async fn the_caller_barges_in_at_default_sensitivity() {
 
 #[tokio::test]
 async fn sensitivity_zero_lets_the_agent_finish() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let s = TestServer::start().await;
     let agent = json!({"name": "Talker", "beginMessage": GREETING, "interruptionSensitivity": 0.0, "maxSilenceMs": 60000});
     let (c, rec) = run_call(&s, agent, "barge-in", 8.0).await;
@@ -153,6 +160,7 @@ async fn sensitivity_zero_lets_the_agent_finish() {
 
 #[tokio::test]
 async fn a_backchannel_over_the_agent_is_not_an_interruption() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let s = TestServer::start().await;
     let agent = json!({"name": "Greeter", "beginMessage": GREETING, "maxSilenceMs": 60000});
     let (c, rec) = run_call(&s, agent, "backchannel-yeah", 1.0).await;
@@ -165,6 +173,7 @@ async fn a_backchannel_over_the_agent_is_not_an_interruption() {
 
 #[tokio::test]
 async fn an_agent_whose_language_no_engine_understands_is_refused_at_call_start() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let s = TestServer::start().await;
     let agent = s.agent(json!({"name": "Berlin", "language": "de-DE", "voice": "espeak-de"})).await;
     let mut c = Client::connect(s.addr, "/twilio/media", twilio_echo).await;
@@ -176,4 +185,18 @@ async fn an_agent_whose_language_no_engine_understands_is_refused_at_call_start(
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM calls").fetch_one(&pool).await.unwrap();
     assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn with_the_end_of_turn_model_each_pause_gets_a_hint_and_the_turns_still_come() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = TestServer::start_with(|c| c.providers.smart_turn = true).await;
+    let (_c, rec) = run_call(&s, json!({"name": "Semantic", "maxSilenceMs": 60000}), "two-turns", 2.5).await;
+    assert_eq!(rec.count("turn_hint"), 2, "{:?}", rec.events);
+    for hint in rec.events.iter().filter(|e| e.kind == "turn_hint") {
+        let v: Value = serde_json::from_str(hint.detail.as_deref().unwrap()).unwrap();
+        let p = v["complete"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{p}");
+    }
+    assert_eq!(rec.turns.len(), 2, "{:?}", rec.turns);
 }

@@ -17,5 +17,5 @@ mod g711;
 pub mod resample;
 pub mod sinc;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 pub mod vad;

@@ -244,6 +244,10 @@ impl AgentConversation {
                 );
                 Event::Final { text, confidence, start, end }
             }
+            ListenerEvent::TurnHint { complete, at } => {
+                self.record("turn_hint", at, Some(json!({"complete": complete})));
+                Event::TurnHint { complete }
+            }
             ListenerEvent::Dtmf { digit, at } => {
                 self.record("dtmf", at, Some(json!({"digit": digit.to_string()})));
                 Event::Dtmf { digit }

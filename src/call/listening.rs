@@ -23,6 +23,7 @@ use crate::audio::denoise::{DenoiseMode, Denoiser};
 use crate::audio::vad::{SileroModel, Vad, VadConfig, VadEvent};
 use crate::metrics::Metrics;
 use crate::providers::stt::{SharedStt, SttQuality, SttRequest, Transcription};
+use crate::providers::turn_detect::SmartTurn;
 
 /// Audio kept before the VAD's speech start (its start is back-dated; words begin softly).
 pub const PRE_ROLL: Duration = Duration::from_millis(200);
@@ -54,6 +55,8 @@ pub struct ListeningSetup {
     pub stt: Option<SharedStt>,
     pub language: String,
     pub final_quality: SttQuality,
+    /// The semantic end-of-turn model, when enabled: asked at every end of caller speech.
+    pub smart_turn: Option<Arc<SmartTurn>>,
 }
 
 /// A speech-to-text request in flight.
@@ -66,13 +69,20 @@ pub struct SttDone {
     kind: JobKind,
     start: Duration,
     end: Duration,
-    result: Result<Transcription, crate::providers::stt::SttError>,
+    result: JobResult,
+}
+
+enum JobResult {
+    Stt(Result<Transcription, crate::providers::stt::SttError>),
+    /// The end-of-turn model's probability (None: it failed; logged).
+    Hint(Option<f32>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum JobKind {
     Partial,
     Final,
+    Hint,
 }
 
 struct Utterance {
@@ -179,10 +189,26 @@ impl Listening {
         u.samples.truncate(keep);
         let (start, end_at) = (self.at(u.start_frame), self.at(end));
         events.push(ListenerEvent::SpeechEnded { at: end_at });
+        let pcm = to_f32(&u.samples);
+        if let Some(model) = self.setup.smart_turn.clone() {
+            let (pcm, seq) = (pcm.clone(), u.seq);
+            jobs.push(Box::pin(async move {
+                let p = tokio::task::spawn_blocking(move || model.predict(&pcm)).await;
+                let p = match p {
+                    Ok(Ok(p)) => Some(p),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "end-of-turn model failed");
+                        None
+                    }
+                    Err(_) => None,
+                };
+                SttDone { seq, kind: JobKind::Hint, start, end: end_at, result: JobResult::Hint(p) }
+            }));
+        }
         match &self.setup.stt {
             Some(stt) => {
                 let req = SttRequest {
-                    pcm_16k: to_f32(&u.samples),
+                    pcm_16k: pcm,
                     language: self.setup.language.clone(),
                     quality: self.setup.final_quality,
                 };
@@ -219,17 +245,24 @@ impl Listening {
 
     /// A speech-to-text request finished: the event it makes, if still relevant.
     pub fn on_stt(&mut self, done: SttDone) -> Option<ListenerEvent> {
+        let result = match done.result {
+            JobResult::Hint(p) => {
+                return p.map(|complete| ListenerEvent::TurnHint { complete, at: done.end })
+            }
+            JobResult::Stt(r) => r,
+        };
         match done.kind {
+            JobKind::Hint => None,
             JobKind::Partial => {
                 self.partial_in_flight = false;
-                let t = done.result.ok()?;
+                let t = result.ok()?;
                 self.stt_partial.observe(t.compute.as_secs_f64());
                 let current = self.utterance.as_ref().is_some_and(|u| u.seq == done.seq);
                 (current && !t.text.trim().is_empty())
                     .then(|| ListenerEvent::Partial { text: t.text, at: self.at(self.frame) })
             }
             JobKind::Final => {
-                let (text, confidence) = match done.result {
+                let (text, confidence) = match result {
                     Ok(t) => {
                         self.stt_final.observe(t.compute.as_secs_f64());
                         (t.text, t.confidence)
@@ -251,7 +284,7 @@ fn to_f32(samples: &[i16]) -> Arc<[f32]> {
 
 fn job(stt: SharedStt, req: SttRequest, seq: u64, kind: JobKind, start: Duration, end: Duration) -> SttJob {
     Box::pin(async move {
-        let result = stt.transcribe(req).await;
+        let result = JobResult::Stt(stt.transcribe(req).await);
         SttDone { seq, kind, start, end, result }
     })
 }

@@ -65,6 +65,8 @@ pub enum ListenerEvent {
     Final { text: String, confidence: f32, start: Duration, end: Duration },
     /// A DTMF key.
     Dtmf { digit: char, at: Duration },
+    /// The end-of-turn model's probability that the caller has finished (when enabled).
+    TurnHint { complete: f32, at: Duration },
 }
 
 /// Identifies one agent utterance across speaker, playout and conversation.

@@ -70,6 +70,7 @@ pub fn spawn(mode: Mode, format: WireFormat, setup: CallSetup<'_>) -> Result<Cal
                 SttMode::Fast => SttQuality::Final,
                 SttMode::Accurate => SttQuality::Accurate,
             },
+            smart_turn: setup.engines.smart_turn.clone(),
         }),
         Mode::Loopback { .. } => None,
     };

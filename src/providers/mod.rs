@@ -5,6 +5,7 @@
 pub mod onnx;
 pub mod stt;
 pub mod tts;
+pub mod turn_detect;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,8 @@ pub struct Engines {
     pub stt_missing: Option<String>,
     /// Silero's shared sessions; `None` = webrtc-vad.
     pub silero: Option<Arc<SileroModel>>,
+    /// The semantic end-of-turn model (`--smart-turn`), when enabled and present.
+    pub smart_turn: Option<Arc<turn_detect::SmartTurn>>,
 }
 
 /// Models loaded once per process and directory (a process normally runs one server; the test
@@ -73,6 +76,19 @@ impl Engines {
                 cached(&SILERO, models_dir, || crate::audio::vad::default_engine(models_dir))
             }
         };
+        static SMART_TURN: OnceLock<Mutex<HashMap<PathBuf, Option<Arc<turn_detect::SmartTurn>>>>> =
+            OnceLock::new();
+        let smart_turn = if cfg.smart_turn {
+            cached(&SMART_TURN, models_dir, || match turn_detect::SmartTurn::load(models_dir) {
+                Ok(m) => Some(Arc::new(m)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "end-of-turn model unavailable; endpointing by silence and words");
+                    None
+                }
+            })
+        } else {
+            None
+        };
         let (stt, stt_missing) = match stt {
             Ok(s) => (Some(s), None),
             Err(e) => (None, Some(e)),
@@ -83,6 +99,7 @@ impl Engines {
             stt,
             stt_missing,
             silero,
+            smart_turn,
         }
     }
 
