@@ -379,3 +379,23 @@ async fn auth_is_required_everywhere_under_v1() {
     // The agent survived all of that.
     assert_eq!(s.get(&format!("/v1/agents/{id}")).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn languages_say_what_the_installed_engines_cover() {
+    let s = TestServer::start().await;
+    let (status, body) = s.get("/v1/agents/languages").await;
+    assert_eq!(status, 200);
+    let data = body["data"].as_array().unwrap();
+    assert_eq!(data.len(), switchboard::agent::LANGUAGES.len(), "every supported language is listed");
+    let lang = |tag: &str| data.iter().find(|l| l["language"] == tag).unwrap().clone();
+    let en = lang("en-US");
+    assert_eq!(en["speechToText"], "whisper-tiny.en");
+    assert_eq!(en["callable"], true);
+    assert!(en["voices"].as_array().unwrap().iter().any(|v| v == "espeak-en-us"));
+    let de = lang("de-DE");
+    assert!(de["speechToText"].is_null(), "tiny.en does not understand German");
+    assert_eq!(de["callable"], false);
+    assert!(!de["voices"].as_array().unwrap().is_empty(), "but espeak-ng speaks it");
+    let (status, _) = s.call_as(None, Method::GET, "/v1/agents/languages", None).await;
+    assert_eq!(status, 401);
+}

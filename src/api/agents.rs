@@ -203,6 +203,46 @@ pub async fn voices(State(state): State<AppState>) -> Json<VoiceList> {
     Json(VoiceList { data: state.voices().all().to_vec() })
 }
 
+/// What the installed engines cover for one supported language.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LanguageCoverage {
+    /// BCP-47, one of the agent `language` values.
+    pub language: &'static str,
+    /// The speech-to-text engine that understands it; `null` = agents in it are refused at call start.
+    pub speech_to_text: Option<&'static str>,
+    /// Voice ids that speak it.
+    pub voices: Vec<&'static str>,
+    /// Whether an agent in this language can take calls here (heard and spoken).
+    pub callable: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LanguageList {
+    pub data: Vec<LanguageCoverage>,
+}
+
+#[utoipa::path(get, path = "/v1/agents/languages", tag = "agents",
+    responses((status = 200, body = LanguageList), (status = 401)))]
+pub async fn languages(State(state): State<AppState>) -> Json<LanguageList> {
+    let engines = state.engines();
+    let data = crate::agent::LANGUAGES
+        .iter()
+        .map(|&language| {
+            let speech_to_text = engines.stt.as_ref().filter(|s| s.covers(language)).map(|s| s.name());
+            let voices: Vec<&'static str> =
+                state.voices().all().iter().filter(|v| v.language == language).map(|v| v.voice_id).collect();
+            LanguageCoverage {
+                language,
+                callable: speech_to_text.is_some() && !voices.is_empty(),
+                speech_to_text,
+                voices,
+            }
+        })
+        .collect();
+    Json(LanguageList { data })
+}
+
 #[utoipa::path(post, path = "/v1/agents/{id}/numbers", tag = "agents", params(("id" = String, Path)),
     request_body = AttachNumber,
     responses((status = 200, body = AttachmentOut), (status = 401), (status = 404), (status = 409), (status = 422)))]

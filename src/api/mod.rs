@@ -117,6 +117,10 @@ impl AppState {
         &self.inner.store
     }
 
+    pub fn engines(&self) -> &crate::providers::Engines {
+        &self.inner.engines
+    }
+
     pub fn voices(&self) -> &VoiceCatalogue {
         &self.inner.voices
     }
@@ -139,6 +143,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let v1 = Router::new()
         .route("/agents", post(agents::create).get(agents::list))
         .route("/agents/voices", get(agents::voices))
+        .route("/agents/languages", get(agents::languages))
         .route("/agents/{id}", get(agents::get).patch(agents::update).delete(agents::delete))
         .route("/agents/{id}/numbers", post(agents::attach_number))
         .route("/agents/{id}/numbers/{number_id}", axum::routing::delete(agents::detach_number))

@@ -10,7 +10,7 @@ use super::{agents, numbers, ops};
 #[openapi(
     info(title = "Switchboard", description = "Voice agent runtime — AgentPhone-compatible REST API."),
     paths(
-        agents::create, agents::list, agents::get, agents::update, agents::delete, agents::voices,
+        agents::create, agents::list, agents::get, agents::update, agents::delete, agents::voices, agents::languages,
         agents::attach_number, agents::detach_number,
         numbers::create, numbers::list, numbers::get, numbers::update, numbers::delete,
         ops::healthz, ops::readyz, ops::metrics,
