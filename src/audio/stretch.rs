@@ -71,6 +71,8 @@ struct Wsola {
     hop: usize,
     /// Search half-width: a segment may start this many samples either side of nominal.
     search: usize,
+    /// Lag step of the coarse search pass: one sample at 8 kHz (`rate / 8000`, at least 1).
+    coarse_step: usize,
     /// Analysis hop `Ha = speed · Hs`, samples (fractional; positions are rounded per segment).
     hop_in: f64,
     /// Rising half of the cross-fade window, `sin²`, `hop` samples; the falling half is
@@ -117,6 +119,9 @@ impl TimeStretch {
     pub const HOP_MS: u32 = Self::SEGMENT_MS / 2;
     /// Search half-width around each segment's nominal position (range 12 ms: one period at 83 Hz).
     pub const SEARCH_MS: u32 = 6;
+    /// The coarse search pass tries starts on this rate's grid (every 125 µs), the fine pass
+    /// every sample around the best.
+    pub const COARSE_RATE_HZ: u32 = 8_000;
     /// The latency bound promised by [`TimeStretch::latency_ms`] at any speed and rate.
     pub const MAX_LATENCY_MS: f32 = 30.0;
 
@@ -149,6 +154,7 @@ impl TimeStretch {
             Engine::Wsola(Box::new(Wsola {
                 hop,
                 search,
+                coarse_step: (rate / Self::COARSE_RATE_HZ as usize).max(1),
                 hop_in: speed * hop as f64,
                 rise,
                 buf: Vec::with_capacity(capacity),
@@ -319,24 +325,30 @@ impl Wsola {
     }
 
     /// Start of segment `self.segment` within its search range whose first `hop` samples best
-    /// match the natural continuation of the previous segment (normalized cross-correlation).
-    /// Ties and silence keep the nominal position.
+    /// match the natural continuation of the previous segment, by normalized cross-correlation
+    /// `Σ t·x / √(Σ x² + 1)`. Coarse to fine: every `coarse_step`-th start first, then every
+    /// start within one coarse step of the best. Ties and silence keep the nominal position.
     fn best_start(&self, prev: usize) -> usize {
         let nominal = self.nominal(self.segment);
         let lo = nominal.saturating_sub(self.search).max(self.buf_start);
         let hi = nominal + self.search;
         let target = &self.buf[prev + self.hop - self.buf_start..][..self.hop];
+        let window = &self.buf[lo - self.buf_start..hi + self.hop - self.buf_start];
         let score = |start: usize| {
-            let cand = &self.buf[start - self.buf_start..][..self.hop];
-            let (mut dot, mut energy) = (0.0f32, 0.0f32);
-            for (&t, &x) in target.iter().zip(cand) {
-                dot += t * x;
-                energy += x * x;
-            }
-            dot / (energy + 1.0).sqrt()
+            let cand = &window[start - lo..][..self.hop];
+            dot(target, cand) / (dot(cand, cand) + 1.0).sqrt()
         };
         let (mut best, mut best_score) = (nominal, score(nominal));
-        for start in lo..=hi {
+        for start in (lo..=hi).step_by(self.coarse_step) {
+            let s = score(start);
+            if s > best_score {
+                (best, best_score) = (start, s);
+            }
+        }
+        let centre = best;
+        let fine_lo = centre.saturating_sub(self.coarse_step - 1).max(lo);
+        let fine_hi = (centre + self.coarse_step - 1).min(hi);
+        for start in fine_lo..=fine_hi {
             let s = score(start);
             if s > best_score {
                 (best, best_score) = (start, s);
@@ -344,6 +356,22 @@ impl Wsola {
         }
         best
     }
+}
+
+/// `Σ a·b` over the common length, in eight independent lanes so it vectorizes.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut lanes = [0.0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (a8.remainder(), b8.remainder());
+    for (x, y) in a8.zip(b8) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ar.iter().zip(br).map(|(x, y)| x * y).sum();
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// Rounds and saturates an f32 in i16 range.
