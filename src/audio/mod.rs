@@ -9,6 +9,7 @@
 //! sinc      resample_block: whole-buffer resampling between any rates (TTS output)
 //! denoise   Denoiser: RNNoise (nnnoiseless) at 48 kHz + background-speech gate, 20 ms 16 kHz frames
 //! vad       Vad: Silero (onnxruntime) or webrtc-vad per 20 ms frame + speech segmenter
+//! stretch   TimeStretch: streaming WSOLA time-stretch for voiceSpeed 0.5–2.0, pitch kept
 //! ```
 
 pub mod codec;
@@ -16,6 +17,7 @@ pub mod denoise;
 mod g711;
 pub mod resample;
 pub mod sinc;
+pub mod stretch;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod vad;
