@@ -87,13 +87,13 @@ bed() { # IN NAME
 }
 
 # ---------------------------------------------------------------------------------------------
-# Office: room tone (ventilation: pink noise low-passed at 700 Hz over a brown-noise rumble),
+# Office: room tone (ventilation: pink noise low-passed at 1.5 kHz over a faint brown rumble),
 # four bursts of typing (key clicks: 12 ms band-passed noise at 1.8–3.6 kHz plus a 25 ms 300 Hz
 # "thock", 80–230 ms apart) and a distant murmur (three talkers, low-passed at 1 kHz, reverberant,
 # as if through an open-plan office).
 noise pink.wav pinknoise 0
 noise brown.wav brownnoise 13
-sx -m -v 1 pink.wav -v 0.6 brown.wav office-room.wav lowpass 700 gain -12
+sx -m -v 1 pink.wav -v 0.2 brown.wav office-room.wav lowpass 1500 gain -12
 
 sx -n "${f32[@]}" thock.wav synth 0.025 sine 300 fade p 0.002 0.025 0.022 gain -20
 for k in 0 1 2 3; do

@@ -317,7 +317,9 @@ mod tests {
         // A 16-bit 8 kHz WAV: the right shape but the wrong rate.
         let mut wav = Vec::new();
         wav.extend_from_slice(b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0");
-        for field in [&1u16.to_le_bytes()[..], &1u16.to_le_bytes(), &8000u32.to_le_bytes(), &16000u32.to_le_bytes()] {
+        for field in
+            [&1u16.to_le_bytes()[..], &1u16.to_le_bytes(), &8000u32.to_le_bytes(), &16000u32.to_le_bytes()]
+        {
             wav.extend_from_slice(field);
         }
         wav.extend_from_slice(&2u16.to_le_bytes());
