@@ -1,5 +1,5 @@
-//! Synchronous DSP, no tokio: codecs (G.711 μ-law/A-law, L16, Opus), streaming resampling and
-//! the listener's denoiser and voice activity detection.
+//! Synchronous DSP, no tokio: codecs (G.711 μ-law/A-law, L16, Opus), streaming resampling,
+//! the listener's denoiser and voice activity detection, and the agent's ambient bed.
 //! Stages allocate in `new()` only; the per-frame path writes into caller-provided buffers.
 //!
 //! ```text
@@ -10,8 +10,10 @@
 //! denoise   Denoiser: RNNoise (nnnoiseless) at 48 kHz + background-speech gate, 20 ms 16 kHz frames
 //! vad       Vad: Silero (onnxruntime) or webrtc-vad per 20 ms frame + speech segmenter
 //! stretch   TimeStretch: streaming WSOLA time-stretch for voiceSpeed 0.5–2.0, pitch kept
+//! ambient   AmbientBed (embedded looping beds) + AmbientMixer: ambientSound under outbound audio
 //! ```
 
+pub mod ambient;
 pub mod codec;
 pub mod denoise;
 mod g711;
