@@ -8,7 +8,9 @@ pub mod tts;
 pub mod turn_detect;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::audio::vad::SileroModel;
@@ -17,8 +19,11 @@ use crate::voices::{Voice, VoiceCatalogue};
 
 /// The engines every call shares, loaded once at start-up.
 pub struct Engines {
-    /// Speaks every catalogue voice that has no engine of its own yet.
+    /// Speaks every catalogue voice: Piper's voices by Piper when it loaded, the rest (and
+    /// Piper's, when it did not) by espeak-ng.
     pub tts: tts::SharedTts,
+    /// The Piper engine, when its weights and onnxruntime loaded.
+    pub piper: Option<Arc<tts::piper::PiperTts>>,
     /// The voices agents may pick.
     pub voices: VoiceCatalogue,
     /// Speech-to-text; `None` when the configured engine could not be set up (agent calls are
@@ -30,6 +35,30 @@ pub struct Engines {
     pub silero: Option<Arc<SileroModel>>,
     /// The semantic end-of-turn model (`--smart-turn`), when enabled and present.
     pub smart_turn: Option<Arc<turn_detect::SmartTurn>>,
+}
+
+/// Sends each request to the engine of its voice: Piper's voice to Piper, every other to
+/// espeak-ng (`Engines::engine_voice` only names Piper's voice when Piper is loaded).
+struct TtsRouter {
+    piper: Arc<tts::piper::PiperTts>,
+    espeak: tts::espeak::EspeakTts,
+}
+
+impl tts::TtsEngine for TtsRouter {
+    fn name(&self) -> &'static str {
+        "piper+espeak-ng"
+    }
+
+    fn synthesize(
+        &self,
+        req: tts::TtsRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<i16>, tts::TtsError>> + Send + '_>> {
+        if req.engine_voice == self.piper.voice() {
+            self.piper.synthesize(req)
+        } else {
+            self.espeak.synthesize(req)
+        }
+    }
 }
 
 /// Models loaded once per process and directory (a process normally runs one server; the test
@@ -48,6 +77,7 @@ impl Engines {
     pub fn load(models_dir: &Path, cfg: &ProvidersConfig) -> Self {
         static WHISPER: OnceLock<Mutex<HashMap<PathBuf, Result<stt::SharedStt, String>>>> = OnceLock::new();
         static SILERO: OnceLock<Mutex<HashMap<PathBuf, Option<Arc<SileroModel>>>>> = OnceLock::new();
+        static PIPER: OnceLock<Mutex<HashMap<PathBuf, Option<Arc<tts::piper::PiperTts>>>>> = OnceLock::new();
         let stt: Result<stt::SharedStt, String> = match cfg.stt {
             SttChoice::Embedded => cached(&WHISPER, models_dir, || {
                 let dir = models_dir.join("whisper-tiny.en");
@@ -93,14 +123,27 @@ impl Engines {
             Ok(s) => (Some(s), None),
             Err(e) => (None, Some(e)),
         };
-        Self {
-            tts: Arc::new(tts::espeak::EspeakTts::new()),
-            voices: VoiceCatalogue::for_models_dir(models_dir),
-            stt,
-            stt_missing,
-            silero,
-            smart_turn,
-        }
+        let voices = VoiceCatalogue::for_models_dir(models_dir);
+        let piper = if voices.all().iter().any(|v| v.provider == "piper") {
+            cached(&PIPER, models_dir, || match tts::piper::PiperTts::load(models_dir) {
+                Ok(p) => {
+                    tracing::info!(voice = p.voice(), "TTS engine: Piper");
+                    Some(Arc::new(p))
+                }
+                Err(e) => {
+                    tracing::warn!(reason = %e, "Piper voices will be spoken by espeak-ng");
+                    None
+                }
+            })
+        } else {
+            None
+        };
+        let espeak = tts::espeak::EspeakTts::new();
+        let tts: tts::SharedTts = match &piper {
+            Some(p) => Arc::new(TtsRouter { piper: Arc::clone(p), espeak }),
+            None => Arc::new(espeak),
+        };
+        Self { tts, piper, voices, stt, stt_missing, silero, smart_turn }
     }
 
     /// Whether an agent speaking `language` can be heard; the reason when not.
@@ -115,12 +158,18 @@ impl Engines {
         }
     }
 
-    /// The engine voice that speaks `voice_id` (the catalogue's default when unknown). Until the
-    /// Piper engine lands, its voices are spoken by espeak-ng's voice for the same language.
+    /// The engine voice that speaks `voice_id` (`en-us` when unknown). Piper's voices are
+    /// spoken by espeak-ng's voice for the same language when Piper did not load.
     pub fn engine_voice(&self, voice_id: &str) -> String {
         let voice: Option<&Voice> = self.voices.get(voice_id);
         match voice {
             Some(v) if v.provider == "espeak-ng" => v.engine_voice.to_string(),
+            Some(v)
+                if v.provider == "piper"
+                    && self.piper.as_ref().is_some_and(|p| p.voice() == v.engine_voice) =>
+            {
+                v.engine_voice.to_string()
+            }
             Some(v) => self
                 .voices
                 .all()

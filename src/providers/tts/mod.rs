@@ -2,9 +2,11 @@
 //!
 //! ```text
 //! espeak   espeak-ng as a subprocess (every language; zero weights; keeps our binary's licence)
+//! piper    Piper neural voices (VITS ONNX on onnxruntime; espeak-ng subprocess as phonemizer)
 //! ```
 
 pub mod espeak;
+pub mod piper;
 
 use std::future::Future;
 use std::pin::Pin;
