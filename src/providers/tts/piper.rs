@@ -308,7 +308,7 @@ impl PiperTts {
                     wave.extend_from_slice(&gap);
                 }
                 let speech = infer(&session, ids, scales)?;
-                wave.extend(if stretch == 1.0 { speech } else { time_stretch(&speech, stretch) });
+                wave.extend(if stretch == 1.0 { speech } else { time_stretch(&speech, stretch, rate_hz) });
             }
             Ok(to_pipeline_pcm(&wave, rate_hz))
         })
@@ -373,48 +373,18 @@ pub fn speed_plan(speed: f32) -> (f32, f32) {
     (scale, if (stretch - 1.0).abs() < 0.02 { 1.0 } else { stretch })
 }
 
-/// WSOLA time stretch: output ≈ `factor` × the input's length, pitch kept. 23 ms Hann windows
-/// (512 samples at 22 050 Hz) at 50 % overlap; each next window is taken within ±5.8 ms of its
-/// nominal place where it best continues the previous one (cross-correlation).
-pub fn time_stretch(x: &[f32], factor: f32) -> Vec<f32> {
-    const WIN: usize = 512;
-    const HOP: usize = WIN / 2;
-    const TOL: usize = 128;
-    let out_len = (x.len() as f64 * f64::from(factor)).round() as usize;
-    if x.len() < 2 * WIN || !factor.is_finite() || factor <= 0.0 {
+/// Stretches `x` (at `rate_hz`, −1…1) to `factor` × its length, pitch kept: the shared streaming
+/// WSOLA stage ([`crate::audio::stretch::TimeStretch`]) at speed `1 / factor`.
+pub fn time_stretch(x: &[f32], factor: f32, rate_hz: u32) -> Vec<f32> {
+    if !factor.is_finite() || factor <= 0.0 {
         return x.to_vec();
     }
-    let window: Vec<f32> =
-        (0..WIN).map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / WIN as f32).cos()).collect();
-    let last = x.len() - WIN;
-    let analysis_hop = HOP as f64 / f64::from(factor);
-    let mut out = vec![0.0f32; out_len + WIN];
-    let mut prev = 0usize;
-    for k in 0..=out_len / HOP {
-        let pos = if k == 0 {
-            0
-        } else {
-            let natural = (prev + HOP).min(last);
-            let nominal = ((k as f64 * analysis_hop).round() as usize).min(last);
-            let target = &x[natural..natural + HOP];
-            let (lo, hi) = (nominal.saturating_sub(TOL), (nominal + TOL).min(last));
-            let mut best = (f32::NEG_INFINITY, nominal);
-            for c in lo..=hi {
-                let score: f32 = x[c..c + HOP].iter().zip(target).map(|(a, b)| a * b).sum();
-                if score > best.0 {
-                    best = (score, c);
-                }
-            }
-            best.1
-        };
-        let at = k * HOP;
-        for (o, (s, w)) in out[at..at + WIN].iter_mut().zip(x[pos..pos + WIN].iter().zip(&window)) {
-            *o += s * w;
-        }
-        prev = pos;
-    }
-    out.truncate(out_len);
-    out
+    let pcm: Vec<i16> = x.iter().map(|v| (v * 32767.0).round().clamp(-32768.0, 32767.0) as i16).collect();
+    let mut stretch = crate::audio::stretch::TimeStretch::new(rate_hz, 1.0 / f64::from(factor));
+    let mut out = Vec::with_capacity((x.len() as f64 * f64::from(factor)) as usize + 1024);
+    stretch.process(&pcm, &mut out);
+    stretch.flush(&mut out);
+    out.iter().map(|&s| f32::from(s) / 32768.0).collect()
 }
 
 /// One run of the session: `scales` = [noise, length, noise_w]. Blocking; waits for the session.
@@ -700,8 +670,9 @@ mod tests {
             (0..22_050).map(|i| (2.0 * std::f32::consts::PI * 150.0 * i as f32 / rate).sin()).collect();
         let zero_crossings = |x: &[f32]| x.windows(2).filter(|w| w[0] < 0.0 && w[1] >= 0.0).count() as f32;
         for factor in [0.5f32, 0.75, 1.5] {
-            let y = time_stretch(&tone, factor);
-            assert_eq!(y.len(), (22_050.0 * factor).round() as usize);
+            let y = time_stretch(&tone, factor, 22_050);
+            let want = 22_050.0 * factor;
+            assert!((y.len() as f32 - want).abs() / want < 0.03, "×{factor}: {} samples", y.len());
             let body = &y[1024..y.len() - 1024];
             let hz = zero_crossings(body) * rate / body.len() as f32;
             assert!((hz - 150.0).abs() < 5.0, "×{factor}: {hz} Hz");
