@@ -176,3 +176,37 @@ async fn a_silent_caller_is_reminded_then_hung_up_with_silence_timeout() {
     let hangup = rec.events.iter().find(|e| e.kind == "hangup").unwrap();
     assert!((9_900..10_600).contains(&hangup.at_ms), "hung up at {} ms", hangup.at_ms);
 }
+
+/// RMS level in dBFS of μ-law frames.
+fn level_dbfs(frames: &[Vec<u8>]) -> f64 {
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for f in frames {
+        for &b in f {
+            sum += f64::from(mulaw_decode(b)).powi(2);
+            n += 1;
+        }
+    }
+    10.0 * (sum / n.max(1) as f64 / 32768f64.powi(2)).log10()
+}
+
+#[tokio::test]
+async fn the_ambient_bed_plays_under_silence_and_none_is_exact_silence() {
+    let s = TestServer::start().await;
+    for (sound, expect) in [("office", Some(-32.0)), ("coffee-shop", Some(-32.0)), ("none", None)] {
+        let mut c =
+            agent_call(&s, json!({"name": sound, "ambientSound": sound, "maxSilenceMs": 60000})).await;
+        c.stream(silence(2.0), Duration::from_millis(100)).await;
+        c.send(twilio::stop()).await;
+        c.closed().await;
+        // Skip the bed's 200 ms fade-in.
+        let frames = &c.got.frames[15..];
+        assert!(frames.len() >= 30, "{sound}: {} frames", frames.len());
+        match expect {
+            Some(want) => {
+                let got = level_dbfs(frames);
+                assert!((got - want).abs() < 3.0, "{sound}: bed at {got:.1} dBFS, want about {want}");
+            }
+            None => assert!(frames.iter().flatten().all(|&b| b == 0xFF), "none = exact silence"),
+        }
+    }
+}

@@ -101,6 +101,23 @@ impl AmbientBed {
         Some(Arc::clone(bed))
     }
 
+    /// The bed for `kind` at `rate_hz` (resampled once per kind and rate, then shared), for
+    /// mixing straight into wire-rate frames.
+    pub fn at_rate(kind: AmbientSound, rate_hz: u32) -> Option<Arc<AmbientBed>> {
+        type Cache = std::sync::Mutex<std::collections::HashMap<(u8, u32), Arc<AmbientBed>>>;
+        static AT_RATE: OnceLock<Cache> = OnceLock::new();
+        let bed = Self::get(kind)?;
+        if rate_hz == Self::SAMPLE_RATE_HZ {
+            return Some(bed);
+        }
+        let mut cache = AT_RATE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+        let entry = cache.entry((kind as u8, rate_hz)).or_insert_with(|| {
+            let samples = crate::audio::sinc::resample_block(bed.samples(), Self::SAMPLE_RATE_HZ, rate_hz);
+            Arc::new(Self::from_samples(samples).expect("a resampled bed is as long as its source"))
+        });
+        Some(Arc::clone(entry))
+    }
+
     /// A bed from a mono 16 kHz WAV (G.711 μ-law or 16-bit PCM), which must loop seamlessly.
     pub fn from_wav(bytes: &[u8]) -> Result<Self> {
         if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {

@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{PlayoutCommand, PlayoutEvent, SpeechChunk, UtteranceId, PIPELINE_RATE_HZ};
+use crate::agent::AmbientSound;
+use crate::audio::ambient::{AmbientBed, AmbientMixer};
 use crate::audio::codec::Encoder;
 use crate::audio::resample::StreamResampler;
 use crate::metrics::Metrics;
@@ -114,6 +116,8 @@ pub struct Playout {
     frame_bytes: Vec<u8>,
     call_start: Instant,
     dropped_playout: Counter,
+    /// The agent's ambient bed, mixed under every outbound frame (silence included).
+    ambient: Option<AmbientMixer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +151,13 @@ impl Playout {
             frame_bytes: vec![0; 4000],
             call_start,
             dropped_playout: metrics.dropped("playout"),
+            ambient: None,
         })
+    }
+
+    /// Mixes `kind`'s bed under every frame from now on (`none`: exact silence between utterances).
+    pub fn set_ambient(&mut self, kind: AmbientSound) {
+        self.ambient = AmbientBed::at_rate(kind, self.format.sample_rate_hz).map(AmbientMixer::random_start);
     }
 
     fn samples_to_ms(&self, samples: u64) -> u64 {
@@ -225,6 +235,9 @@ impl Playout {
             *dst = src;
         }
         self.frame_pcm[n..].fill(0);
+        if let Some(ambient) = self.ambient.as_mut() {
+            ambient.mix(&mut self.frame_pcm);
+        }
         self.sent_total += n as u64;
         match self.encoder.encode(&self.frame_pcm, &mut self.frame_bytes) {
             Ok(len) => out.push(Outbound::Audio(self.frame_bytes[..len].to_vec())),

@@ -78,6 +78,10 @@ pub fn spawn(mode: Mode, format: WireFormat, setup: CallSetup<'_>) -> Result<Cal
         .map_err(|e| SupervisorError::Setup(e.to_string()))?;
     let playout =
         Playout::new(format, call_start, metrics).map_err(|e| SupervisorError::Setup(e.to_string()))?;
+    let mut playout = playout;
+    if let Mode::Agent(agent) = &mode {
+        playout.set_ambient(agent.ambient_sound);
+    }
 
     let (ingress_tx, ingress_rx) = queue::bounded(capacity::INGRESS_FRAMES, metrics.dropped("ingress"));
     let (listener_tx, listener_rx) = mpsc::channel(capacity::LISTENER_EVENTS);
