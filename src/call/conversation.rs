@@ -27,6 +27,7 @@ use super::recorder::Recorder;
 use super::turn::{CallerTurn, Effect, Event, InputSource, TimerKind, TurnConfig, TurnMachine};
 use super::{CallControl, ListenerEvent, PlayoutCommand, PlayoutEvent, SpeakerCommand, UtteranceId};
 use crate::agent::AgentConfig;
+use crate::audio::vad::VadConfig;
 use crate::metrics::Metrics;
 use crate::store::NewTurn;
 
@@ -140,7 +141,11 @@ pub struct AgentConversation {
 impl AgentConversation {
     pub fn new(agent: AgentConfig, io: ConversationIo) -> Self {
         let now = io.call_start.elapsed();
-        let (machine, fx) = TurnMachine::new(TurnConfig::from_agent(&agent), now);
+        let cfg = TurnConfig {
+            speech_end_delay: Duration::from_millis(u64::from(VadConfig::default().hangover_ms)),
+            ..TurnConfig::from_agent(&agent)
+        };
+        let (machine, fx) = TurnMachine::new(cfg, now);
         let mut conv = Self {
             agent,
             io,

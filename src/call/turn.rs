@@ -66,6 +66,9 @@ pub struct TurnConfig {
     pub max_silence: Duration,
     /// Whether a reminder is said before the silence hang-up.
     pub silence_reminder: bool,
+    /// How late the VAD reports the end of speech (its hangover): a barge-in's grace for words
+    /// waits this much longer, so a short "yeah" has ended before it is judged.
+    pub speech_end_delay: Duration,
 }
 
 impl TurnConfig {
@@ -76,6 +79,7 @@ impl TurnConfig {
             enable_backchannel: agent.enable_backchannel,
             max_silence: Duration::from_millis(agent.max_silence_ms.max(0) as u64),
             silence_reminder: true,
+            speech_end_delay: Duration::ZERO,
         }
     }
 }
@@ -88,6 +92,7 @@ impl Default for TurnConfig {
             enable_backchannel: false,
             max_silence: Duration::from_secs(30),
             silence_reminder: true,
+            speech_end_delay: Duration::ZERO,
         }
     }
 }
@@ -750,7 +755,8 @@ impl TurnMachine {
                     (Words::Backchannel, true, _) => self.barge = Barge::Grace,
                     (Words::None, true, Barge::Timing) => {
                         self.barge = Barge::Grace;
-                        self.set(TimerKind::BargeIn, Some(now + BACKCHANNEL_GRACE), fx);
+                        let grace = BACKCHANNEL_GRACE + self.cfg.speech_end_delay;
+                        self.set(TimerKind::BargeIn, Some(now + grace), fx);
                     }
                     (Words::None, true, _) => self.interrupt(now, fx),
                 }

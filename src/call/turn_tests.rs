@@ -296,6 +296,23 @@ fn without_words_yet_a_barge_in_waits_the_grace_then_interrupts() {
 }
 
 #[test]
+fn the_grace_also_covers_the_vads_late_speech_end() {
+    // The VAD reports a speech end 300 ms late: a 346 ms "yeah" must have ended before the
+    // grace runs out, or it would be judged as still speaking.
+    let cfg = TurnConfig { speech_end_delay: ms(300), ..with_sensitivity(0.8) };
+    let mut s = Sim::new(cfg);
+    s.ev(0, Event::AgentStarted);
+    s.ev(1000, Event::SpeechStarted { at: ms(1000) });
+    s.at(1899);
+    assert_eq!(s.count(&Effect::Interrupt), 0, "still within threshold + grace + VAD delay");
+    s.ev(1646, Event::SpeechEnded { at: ms(1346) });
+    s.ev(1900, Event::Final { text: "Yeah.".into(), confidence: 0.9, start: ms(1000), end: ms(1346) });
+    s.at(5000);
+    assert_eq!(s.count(&Effect::Interrupt), 0);
+    assert_eq!(s.count(&Effect::Interruption(InterruptionKind::BackchannelIgnored)), 1);
+}
+
+#[test]
 fn real_words_during_the_grace_interrupt_at_once() {
     let mut s = Sim::new(with_sensitivity(0.8));
     s.ev(0, Event::AgentStarted);
