@@ -50,6 +50,7 @@ async fn openapi_lists_every_route() {
         ("/v1/agents", "post"),
         ("/v1/agents", "get"),
         ("/v1/agents/voices", "get"),
+        ("/v1/agents/languages", "get"),
         ("/v1/agents/{id}", "get"),
         ("/v1/agents/{id}", "patch"),
         ("/v1/agents/{id}", "delete"),
