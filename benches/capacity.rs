@@ -234,10 +234,12 @@ fn main() {
         // Sample the server while every call is live.
         tokio::time::sleep(Duration::from_secs_f64(ramp) + warmup).await;
         let (cpu_a, rss_full) = server.usage();
+        let late_a = metric(&http.get(format!("http://{}/metrics", server.addr)).send().await.unwrap().text().await.unwrap(), "switchboard_playout_late_frames_total");
         let client_a = own_cpu();
         let window_start = Instant::now();
         tokio::time::sleep(hold.saturating_sub(window_start.duration_since(t0)).saturating_sub(Duration::from_millis(200))).await;
         let (cpu_b, _) = server.usage();
+        let late_b = metric(&http.get(format!("http://{}/metrics", server.addr)).send().await.unwrap().text().await.unwrap(), "switchboard_playout_late_frames_total");
         let client_b = own_cpu();
         let window = window_start.elapsed().as_secs_f64();
         let mut all: Vec<CallStats> = Vec::with_capacity(calls);
@@ -268,7 +270,7 @@ fn main() {
             jitter.len()
         );
         println!("  gaps > 40 ms        {gaps}");
-        println!("  server late frames  {late}");
+        println!("  server late frames  {} while all calls were live, {late} in the whole run (ramp and hang-ups included)", late_b - late_a);
         println!("  server drops        {dropped}");
         println!(
             "  server CPU          {:.3} CPU-ms per call-second ({:.0}% of one core over the window; total {:.1} s)",
