@@ -394,7 +394,7 @@ mod tests {
 
     #[test]
     fn product_matches_f32_reference() {
-        let (rows, cols) = (37, 48);
+        let (rows, cols) = (37, 64);
         let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919 % 113) as f32 - 56.0) / 64.0).collect();
         let mat = F16Matrix::from_f32(&w, rows, cols);
         for m in 1..=6 {
