@@ -49,6 +49,24 @@ fn stt(c: &mut Criterion) {
         );
     }
 
+    // `STT_REPS=n STT_PASS=final|accurate|partial`: run one pass n times and exit, for
+    // `perf stat` (CPU time per pass is the difference between two values of n).
+    if let Ok(reps) = std::env::var("STT_REPS") {
+        let reps: usize = reps.parse().unwrap_or(0);
+        let pass = std::env::var("STT_PASS").unwrap_or_else(|_| "final".into());
+        let (q, input) = match pass.as_str() {
+            "accurate" => (SttQuality::Accurate, four),
+            "partial" => (SttQuality::Partial, two),
+            _ => (SttQuality::Final, four),
+        };
+        let mut best = Duration::MAX;
+        for _ in 0..reps {
+            best = best.min(model.transcribe(input, q).unwrap().compute);
+        }
+        eprintln!("{pass} x{reps}: fastest {best:?}");
+        std::process::exit(0);
+    }
+
     let mut g = c.benchmark_group("stt");
     g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
     g.bench_function("mel_4s", |b| b.iter(|| model.features(std::hint::black_box(four))));

@@ -19,7 +19,7 @@ use candle_core::{Device, Tensor};
 
 use super::ct2::Ct2File;
 use super::mel::LogMel;
-use super::model::{CrossKv, Network};
+use super::model::{CrossKv, Format, Network, Precision};
 use super::tokenizer::Tokenizer;
 use crate::providers::stt::{SttError, SttQuality, Transcription, STT_SAMPLE_RATE_HZ};
 
@@ -33,6 +33,11 @@ pub const LOW_LOGPROB: f32 = -1.0;
 pub const BEAM_WIDTH: usize = 4;
 /// Longest audio one encoder pass takes; longer input is transcribed in windows of this.
 pub const WINDOW_SAMPLES: usize = 30 * STT_SAMPLE_RATE_HZ as usize;
+/// Weight formats: the encoder (and the cross-attention K/V, one pass over all audio frames) in
+/// f32 for candle's gemm; the decoder's per-token matmuls and the 51 864-token output projection
+/// in int8 with a scale per 32 weights (a quarter of the bytes read per token; transcripts of
+/// every fixture unchanged).
+pub const PRECISION: Precision = Precision { encoder: Format::F32, decoder: Format::I8, embed: Format::I8 };
 /// The engine name reported in transcriptions.
 pub const ENGINE_NAME: &str = "whisper-tiny.en";
 
@@ -82,7 +87,7 @@ pub struct WhisperModel {
     suppress: Vec<u32>,
     /// Ids not sampled first (`suppress_ids_begin`: a bare space, end-of-text).
     suppress_begin: Vec<u32>,
-    /// Size in bytes of the f32 weights held.
+    /// Bytes of weights held (see [`PRECISION`]).
     weight_bytes: usize,
 }
 
@@ -117,7 +122,16 @@ impl WhisperModel {
         if file.spec != "WhisperSpec" {
             return Err(load_err(&bin, format!("not a Whisper model (spec {})", file.spec)));
         }
-        let net = Network::load(&file, &Device::Cpu).map_err(|e| load_err(&bin, e))?;
+        // candle 0.11 runs element-wise ops over ≥ 64 Ki elements on its barrier pool, whose
+        // caller spins until every worker is done: on 2 cores shared with other work (a second
+        // STT worker, TTS, compiles) a descheduled worker stalls every such op for a time slice.
+        // Those ops are cheap; keep them on the calling thread (matmuls still use gemm's rayon
+        // threads). Must happen before candle's first parallel op; an explicit setting wins.
+        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+            std::env::set_var("CANDLE_NUM_THREADS", "1");
+        }
+        let prec = PRECISION;
+        let net = Network::load(&file, prec, &Device::Cpu).map_err(|e| load_err(&bin, e))?;
         drop(file);
         let tok_path = dir.join("tokenizer.json");
         let tokenizer = Tokenizer::load(&tok_path).map_err(|e| load_err(&tok_path, e))?;
@@ -141,18 +155,11 @@ impl WhisperModel {
         if suppress_begin.is_empty() {
             suppress_begin = vec![220, sp.eot];
         }
-        let d = net.dims;
-        let per_layer_enc = 4 * d.d_model * d.d_model + 2 * 4 * d.d_model * d.d_model;
-        let per_layer_dec = per_layer_enc + 4 * d.d_model * d.d_model;
-        let params = d.n_vocab * d.d_model
-            + (d.n_audio_ctx + d.n_text_ctx) * d.d_model
-            + 3 * d.d_model * (d.n_mels + d.d_model)
-            + d.enc_layers * per_layer_enc
-            + d.dec_layers * per_layer_dec;
-        Ok(Self { net, tokenizer, mel: LogMel::new(), suppress, suppress_begin, weight_bytes: params * 4 })
+        let weight_bytes = net.weight_bytes();
+        Ok(Self { net, tokenizer, mel: LogMel::new(), suppress, suppress_begin, weight_bytes })
     }
 
-    /// Approximate bytes of weights held in memory (f32).
+    /// Bytes of weights held in memory (see [`PRECISION`]).
     pub fn weight_bytes(&self) -> usize {
         self.weight_bytes
     }

@@ -14,6 +14,7 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::ops::{layer_norm, softmax_last_dim};
 
 use super::ct2::{Ct2Error, Ct2File};
+use super::f16mm::{F16Matrix, I8Matrix};
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -33,21 +34,104 @@ pub struct Dims {
 
 const LN_EPS: f32 = 1e-5;
 
+/// How a weight matrix is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// f32, multiplied by candle's gemm (best for many rows: the encoder, cross K/V).
+    F32,
+    /// f16 (lossless for CT2's fp16 weights), multiplied by [`F16Matrix`] (few rows: decoder).
+    F16,
+    /// int8 with a scale per 32 weights, multiplied by [`I8Matrix`] (few rows: decoder).
+    I8,
+}
+
+/// `[out, in]` weight as a matmul operand.
+#[derive(Debug, Clone)]
+enum Weight {
+    Gemm(Tensor),
+    F16(F16Matrix),
+    I8(I8Matrix),
+}
+
+impl Weight {
+    fn new(w: Tensor, format: Format) -> CResult<Self> {
+        Ok(match format {
+            Format::F32 => Self::Gemm(w),
+            Format::F16 => {
+                let (rows, cols) = w.dims2()?;
+                Self::F16(F16Matrix::from_f32(&w.flatten_all()?.to_vec1::<f32>()?, rows, cols))
+            }
+            Format::I8 => {
+                let (rows, cols) = w.dims2()?;
+                Self::I8(I8Matrix::from_f32(&w.flatten_all()?.to_vec1::<f32>()?, rows, cols))
+            }
+        })
+    }
+
+    /// `x [rows, in] → [rows, out]`.
+    fn matmul_t(&self, x: &Tensor) -> CResult<Tensor> {
+        match self {
+            Self::Gemm(w) => x.matmul(&w.t()?),
+            Self::F16(w) => {
+                let rows = x.dim(0)?;
+                let y = w.matmul_t(&x.flatten_all()?.to_vec1::<f32>()?, rows);
+                Tensor::from_vec(y, (rows, w.rows()), x.device())
+            }
+            Self::I8(w) => {
+                let rows = x.dim(0)?;
+                let y = w.matmul_t(&x.flatten_all()?.to_vec1::<f32>()?, rows);
+                Tensor::from_vec(y, (rows, w.rows()), x.device())
+            }
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Gemm(w) => w.elem_count() * 4,
+            Self::F16(w) => w.bytes(),
+            Self::I8(w) => w.bytes(),
+        }
+    }
+
+    /// Rows `ids` as f32 `[ids.len(), in]` (embedding lookup).
+    fn rows(&self, ids: &[u32], dev: &Device) -> CResult<Tensor> {
+        match self {
+            Self::Gemm(w) => w.index_select(&Tensor::new(ids, dev)?, 0),
+            Self::F16(w) => {
+                let mut out = Vec::with_capacity(ids.len() * w.cols());
+                for &id in ids {
+                    w.row_into(id as usize, &mut out);
+                }
+                Tensor::from_vec(out, (ids.len(), w.cols()), dev)
+            }
+            Self::I8(w) => {
+                let mut out = Vec::with_capacity(ids.len() * w.cols());
+                for &id in ids {
+                    w.row_into(id as usize, &mut out);
+                }
+                Tensor::from_vec(out, (ids.len(), w.cols()), dev)
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Linear {
     /// `[out, in]`, as stored.
-    w: Tensor,
+    w: Weight,
     b: Option<Tensor>,
+    out: usize,
 }
 
 impl Linear {
-    fn load(f: &Ct2File, prefix: &str, dev: &Device) -> Result<Self, Ct2Error> {
+    fn load(f: &Ct2File, prefix: &str, format: Format, dev: &Device) -> Result<Self, Ct2Error> {
         let w = f.tensor(&format!("{prefix}/weight"), dev)?;
+        let out = w.dim(0)?;
         let b = match f.var(&format!("{prefix}/bias")) {
             Ok(_) => Some(f.tensor(&format!("{prefix}/bias"), dev)?),
             Err(_) => None,
         };
-        Ok(Self { w, b })
+        Ok(Self { w: Weight::new(w, format)?, b, out })
     }
 
     /// `x [.., in] → [.., out]`.
@@ -55,13 +139,13 @@ impl Linear {
         let dims = x.dims().to_vec();
         let (last, lead) = dims.split_last().expect("linear input has a dimension");
         let rows: usize = lead.iter().product();
-        let y = x.reshape((rows, *last))?.matmul(&self.w.t()?)?;
+        let y = self.w.matmul_t(&x.reshape((rows, *last))?)?;
         let y = match &self.b {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
         let mut out = lead.to_vec();
-        out.push(self.w.dim(0)?);
+        out.push(self.out);
         y.reshape(out)
     }
 }
@@ -93,11 +177,11 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn load(f: &Ct2File, prefix: &str, dev: &Device) -> Result<Self, Ct2Error> {
+    fn load(f: &Ct2File, prefix: &str, format: Format, dev: &Device) -> Result<Self, Ct2Error> {
         Ok(Self {
             norm: Norm::load(f, &format!("{prefix}/ffn/layer_norm"), dev)?,
-            fc1: Linear::load(f, &format!("{prefix}/ffn/linear_0"), dev)?,
-            fc2: Linear::load(f, &format!("{prefix}/ffn/linear_1"), dev)?,
+            fc1: Linear::load(f, &format!("{prefix}/ffn/linear_0"), format, dev)?,
+            fc2: Linear::load(f, &format!("{prefix}/ffn/linear_1"), format, dev)?,
         })
     }
 
@@ -141,11 +225,11 @@ struct SelfAttention {
 }
 
 impl SelfAttention {
-    fn load(f: &Ct2File, prefix: &str, heads: usize, dev: &Device) -> Result<Self, Ct2Error> {
+    fn load(f: &Ct2File, prefix: &str, heads: usize, format: Format, dev: &Device) -> Result<Self, Ct2Error> {
         Ok(Self {
             norm: Norm::load(f, &format!("{prefix}/self_attention/layer_norm"), dev)?,
-            qkv: Linear::load(f, &format!("{prefix}/self_attention/linear_0"), dev)?,
-            out: Linear::load(f, &format!("{prefix}/self_attention/linear_1"), dev)?,
+            qkv: Linear::load(f, &format!("{prefix}/self_attention/linear_0"), format, dev)?,
+            out: Linear::load(f, &format!("{prefix}/self_attention/linear_1"), format, dev)?,
             heads,
         })
     }
@@ -220,16 +304,29 @@ pub struct Network {
     enc_pos: Tensor,
     enc_layers: Vec<EncoderLayer>,
     enc_norm: Norm,
-    embed: Tensor,
+    /// Token embedding `[vocab, d]`, tied with the output projection.
+    embed: Weight,
     dec_pos: Tensor,
     dec_layers: Vec<DecoderLayer>,
     dec_norm: Norm,
     device: Device,
 }
 
+/// Weight formats of the network's matmuls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Precision {
+    /// Encoder attention and MLP projections.
+    pub encoder: Format,
+    /// Decoder attention (self and cross) and MLP projections.
+    pub decoder: Format,
+    /// The tied embedding / output projection over the vocabulary.
+    pub embed: Format,
+}
+
 impl Network {
-    /// Builds the network from a parsed CT2 Whisper file (f16 widened to f32).
-    pub fn load(f: &Ct2File, dev: &Device) -> Result<Self, Ct2Error> {
+    /// Builds the network from a parsed CT2 Whisper file (f16 widened to f32, then kept in the
+    /// formats of `prec`).
+    pub fn load(f: &Ct2File, prec: Precision, dev: &Device) -> Result<Self, Ct2Error> {
         let count = |prefix: &str| {
             (0..).take_while(|i| f.var(&format!("{prefix}/layer_{i}/ffn/linear_0/weight")).is_ok()).count()
         };
@@ -254,8 +351,8 @@ impl Network {
             .map(|i| {
                 let p = format!("encoder/layer_{i}");
                 Ok(EncoderLayer {
-                    attn: SelfAttention::load(f, &p, dims.enc_heads, dev)?,
-                    mlp: Mlp::load(f, &p, dev)?,
+                    attn: SelfAttention::load(f, &p, dims.enc_heads, prec.encoder, dev)?,
+                    mlp: Mlp::load(f, &p, prec.encoder, dev)?,
                 })
             })
             .collect::<Result<_, Ct2Error>>()?;
@@ -263,14 +360,15 @@ impl Network {
             .map(|i| {
                 let p = format!("decoder/layer_{i}");
                 Ok(DecoderLayer {
-                    attn: SelfAttention::load(f, &p, dims.dec_heads, dev)?,
+                    attn: SelfAttention::load(f, &p, dims.dec_heads, prec.decoder, dev)?,
                     cross: CrossAttention {
                         norm: Norm::load(f, &format!("{p}/attention/layer_norm"), dev)?,
-                        q: Linear::load(f, &format!("{p}/attention/linear_0"), dev)?,
-                        kv: Linear::load(f, &format!("{p}/attention/linear_1"), dev)?,
-                        out: Linear::load(f, &format!("{p}/attention/linear_2"), dev)?,
+                        q: Linear::load(f, &format!("{p}/attention/linear_0"), prec.decoder, dev)?,
+                        // Applied to every audio frame at once: many rows, like the encoder's.
+                        kv: Linear::load(f, &format!("{p}/attention/linear_1"), prec.encoder, dev)?,
+                        out: Linear::load(f, &format!("{p}/attention/linear_2"), prec.decoder, dev)?,
                     },
-                    mlp: Mlp::load(f, &p, dev)?,
+                    mlp: Mlp::load(f, &p, prec.decoder, dev)?,
                 })
             })
             .collect::<Result<_, Ct2Error>>()?;
@@ -283,7 +381,7 @@ impl Network {
             enc_pos: f.tensor("encoder/position_encodings/encodings", dev)?,
             enc_layers,
             enc_norm: Norm::load(f, "encoder/layer_norm", dev)?,
-            embed: f.tensor("decoder/embeddings/weight", dev)?,
+            embed: Weight::new(f.tensor("decoder/embeddings/weight", dev)?, prec.embed)?,
             dec_pos: f.tensor("decoder/position_encodings/encodings", dev)?,
             dec_layers,
             dec_norm: Norm::load(f, "decoder/layer_norm", dev)?,
@@ -325,6 +423,34 @@ impl Network {
             .collect()
     }
 
+    /// Bytes of the matmul weights, embedding, convolutions and positional encodings held.
+    pub fn weight_bytes(&self) -> usize {
+        let lin = |l: &Linear| l.w.bytes() + l.b.as_ref().map_or(0, |b| b.elem_count() * 4);
+        let enc: usize = self
+            .enc_layers
+            .iter()
+            .map(|l| lin(&l.attn.qkv) + lin(&l.attn.out) + lin(&l.mlp.fc1) + lin(&l.mlp.fc2))
+            .sum();
+        let dec: usize = self
+            .dec_layers
+            .iter()
+            .map(|l| {
+                lin(&l.attn.qkv)
+                    + lin(&l.attn.out)
+                    + lin(&l.cross.q)
+                    + lin(&l.cross.kv)
+                    + lin(&l.cross.out)
+                    + lin(&l.mlp.fc1)
+                    + lin(&l.mlp.fc2)
+            })
+            .sum();
+        let f32s = [&self.conv1_w, &self.conv2_w, &self.enc_pos, &self.dec_pos]
+            .iter()
+            .map(|t| t.elem_count() * 4)
+            .sum::<usize>();
+        enc + dec + self.embed.bytes() + f32s
+    }
+
     /// Empty cache for a new sequence.
     pub fn new_cache(&self) -> KvCache {
         KvCache { layers: vec![None; self.dims.dec_layers], len: 0 }
@@ -341,9 +467,8 @@ impl Network {
     ) -> CResult<Tensor> {
         let t = tokens.len() / batch;
         let d = self.dims.d_model;
-        let ids = Tensor::new(tokens, &self.device)?;
         let pos = self.dec_pos.narrow(0, cache.len, t)?;
-        let mut x = self.embed.index_select(&ids, 0)?.reshape((batch, t, d))?.broadcast_add(&pos)?;
+        let mut x = self.embed.rows(tokens, &self.device)?.reshape((batch, t, d))?.broadcast_add(&pos)?;
         // Causal mask for multi-token steps: query i (at cache.len + i) sees keys ≤ cache.len + i.
         let mask = if t > 1 {
             let past = cache.len;
@@ -376,7 +501,7 @@ impl Network {
         }
         cache.len += t;
         let x = self.dec_norm.forward(&x)?.reshape((batch * t, d))?;
-        let logits = x.matmul(&self.embed.t()?)?;
+        let logits = self.embed.matmul_t(&x)?;
         logits.reshape((batch, t, self.dims.n_vocab))?.to_dtype(DType::F32)
     }
 }
