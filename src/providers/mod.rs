@@ -2,6 +2,7 @@
 //! embedded offline engines that work out of the box, and OpenAI-compatible remote engines.
 //! Coarse boundaries: calls hold `Arc<dyn …>` engines shared by every call.
 
+pub mod llm;
 pub mod onnx;
 pub mod stt;
 pub mod tts;
