@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::recorder::Recorder;
+use super::sentences::sentences;
 use super::turn::{CallerTurn, Effect, Event, InputSource, TimerKind, TurnConfig, TurnMachine};
 use super::{CallControl, ListenerEvent, PlayoutCommand, PlayoutEvent, SpeakerCommand, UtteranceId};
 use crate::agent::AgentConfig;
@@ -392,44 +393,5 @@ impl AgentConversation {
                 return;
             }
         }
-    }
-}
-
-/// Splits text after sentence-ending punctuation followed by a space (a simple splitter; the LLM
-/// issue brings one that keeps numbers, abbreviations and addresses whole).
-pub fn sentences(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        cur.push(c);
-        if matches!(c, '.' | '!' | '?') && chars.peek().is_some_and(|n| n.is_whitespace()) {
-            let s = cur.trim();
-            if !s.is_empty() {
-                out.push(s.to_string());
-            }
-            cur.clear();
-        }
-    }
-    let s = cur.trim();
-    if !s.is_empty() {
-        out.push(s.to_string());
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sentences_split_at_full_stops_followed_by_space() {
-        assert_eq!(
-            sentences("Hello! Thanks for calling. How can I help?"),
-            vec!["Hello!", "Thanks for calling.", "How can I help?"]
-        );
-        assert_eq!(sentences("It costs 3.50 dollars."), vec!["It costs 3.50 dollars."]);
-        assert_eq!(sentences("  "), Vec::<String>::new());
-        assert_eq!(sentences("no punctuation"), vec!["no punctuation"]);
     }
 }

@@ -23,6 +23,8 @@ pub mod playout;
 pub mod queue;
 pub mod recorder;
 pub mod registry;
+pub mod reply;
+pub mod sentences;
 pub mod session;
 pub mod speaker;
 pub mod supervisor;
