@@ -53,4 +53,13 @@ call barge-in '{"bargeInAtMs": 1000, "turns": 1}' en-us 170 \
 call backchannel-yeah '{"interrupts": false, "turns": 0}' en-us 170 \
   1.5 "yeah" \
   3.0
+# A question, then a goodbye once the agent has answered: the call ends on the caller's goodbye.
+call goodbye '{"turns": 2, "endsWith": "goodbye"}' en-us 160 \
+  0.6 "What time do you open on Saturday?" \
+  4.5 "Okay, thank you. Goodbye." \
+  4.0
+# The caller asks for a person: transferred when the agent has a transferNumber.
+call transfer '{"turns": 1, "transfer": true}' en-us 160 \
+  0.6 "Can I speak to a real person, please?" \
+  5.0
 ls -l calls/

@@ -31,6 +31,18 @@ pub enum SttChoice {
     Openai,
 }
 
+/// Which language model answers hosted-mode agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmChoice {
+    /// SmolLM2-135M-Instruct on llama.cpp from the models directory (default).
+    #[default]
+    Embedded,
+    /// An OpenAI-compatible `/chat/completions` endpoint (`--openai-base-url`), model by the
+    /// agent's `modelTier`.
+    Openai,
+}
+
 /// Which voice-activity detector listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
@@ -125,6 +137,24 @@ pub struct RawConfig {
     /// Voice-activity detector [default: auto].
     #[arg(long, env = "SWITCHBOARD_VAD", value_enum)]
     pub vad: Option<VadChoice>,
+    /// Language model for hosted agents [default: embedded].
+    #[arg(long, env = "SWITCHBOARD_LLM", value_enum)]
+    pub llm: Option<LlmChoice>,
+    /// Contexts (concurrent replies) of the embedded language model [default: 2].
+    #[arg(long, env = "SWITCHBOARD_LLM_CONTEXTS")]
+    pub llm_contexts: Option<usize>,
+    /// Remote model for `modelTier: turbo` [default: gpt-4o-mini].
+    #[arg(long, env = "SWITCHBOARD_MODEL_TURBO")]
+    pub model_turbo: Option<String>,
+    /// Remote model for `modelTier: balanced` [default: gpt-4o-mini].
+    #[arg(long, env = "SWITCHBOARD_MODEL_BALANCED")]
+    pub model_balanced: Option<String>,
+    /// Remote model for `modelTier: max` [default: gpt-4o].
+    #[arg(long, env = "SWITCHBOARD_MODEL_MAX")]
+    pub model_max: Option<String>,
+    /// Say a holding phrase when a reply has not started after this many ms [default: 1500].
+    #[arg(long, env = "SWITCHBOARD_FILLER_AFTER_MS")]
+    pub filler_after_ms: Option<u64>,
     /// Base URL of the OpenAI-compatible API for remote engines [default: https://api.openai.com/v1].
     #[arg(long, env = "OPENAI_BASE_URL")]
     pub openai_base_url: Option<String>,
@@ -177,6 +207,11 @@ pub struct ProvidersConfig {
     pub vad: VadChoice,
     /// Use the Smart-Turn end-of-turn model (opt-in).
     pub smart_turn: bool,
+    pub llm: LlmChoice,
+    pub llm_contexts: usize,
+    pub model_tiers: crate::providers::llm::ModelTiers,
+    /// A reply that has not produced speech after this long gets a holding phrase.
+    pub filler_after: Duration,
     pub openai_base_url: String,
     pub openai_api_key: Option<String>,
 }
@@ -189,6 +224,10 @@ impl Default for ProvidersConfig {
             stt_workers: 1,
             vad: VadChoice::Auto,
             smart_turn: false,
+            llm: LlmChoice::Embedded,
+            llm_contexts: 2,
+            model_tiers: crate::providers::llm::ModelTiers::default(),
+            filler_after: Duration::from_millis(1500),
             openai_base_url: "https://api.openai.com/v1".into(),
             openai_api_key: None,
         }
@@ -241,6 +280,8 @@ pub enum ConfigError {
     ZeroDuration { setting: &'static str },
     #[error("max_calls: must be at least 1")]
     ZeroCalls,
+    #[error("llm_contexts: must be at least 1")]
+    ZeroLlmContexts,
     #[error("stt_workers: must be at least 1")]
     ZeroWorkers,
 }
@@ -333,6 +374,18 @@ impl RawConfig {
                     },
                     vad: merged.vad.unwrap_or(d.vad),
                     smart_turn: merged.smart_turn.unwrap_or(d.smart_turn),
+                    llm: merged.llm.unwrap_or(d.llm),
+                    llm_contexts: match merged.llm_contexts {
+                        Some(0) => return Err(ConfigError::ZeroLlmContexts),
+                        Some(n) => n,
+                        None => d.llm_contexts,
+                    },
+                    model_tiers: crate::providers::llm::ModelTiers {
+                        turbo: merged.model_turbo.unwrap_or(d.model_tiers.turbo),
+                        balanced: merged.model_balanced.unwrap_or(d.model_tiers.balanced),
+                        max: merged.model_max.unwrap_or(d.model_tiers.max),
+                    },
+                    filler_after: merged.filler_after_ms.map(Duration::from_millis).unwrap_or(d.filler_after),
                     openai_base_url: merged
                         .openai_base_url
                         .map(|u| u.trim_end_matches('/').to_string())
@@ -379,6 +432,12 @@ impl RawConfig {
             stt_workers: self.stt_workers.or(lower.stt_workers),
             vad: self.vad.or(lower.vad),
             smart_turn: self.smart_turn.or(lower.smart_turn),
+            llm: self.llm.or(lower.llm),
+            llm_contexts: self.llm_contexts.or(lower.llm_contexts),
+            model_turbo: self.model_turbo.or(lower.model_turbo),
+            model_balanced: self.model_balanced.or(lower.model_balanced),
+            model_max: self.model_max.or(lower.model_max),
+            filler_after_ms: self.filler_after_ms.or(lower.filler_after_ms),
             openai_base_url: self.openai_base_url.or(lower.openai_base_url),
             openai_api_key: self.openai_api_key.or(lower.openai_api_key),
             config: self.config,

@@ -94,6 +94,20 @@ pub struct Metrics {
     pub endpointing_seconds: Histogram,
     /// Barge-ins, false interruptions, ignored backchannels.
     pub interruptions: Family<KindLabels, Counter>,
+    /// Reply requested → first text from the language model.
+    pub llm_ttft_seconds: Histogram,
+    /// Text handed to the speech engine → its first audio.
+    pub tts_ttfb_seconds: Histogram,
+    /// End of the caller's speech → first agent audio frame on the wire.
+    pub turn_latency_seconds: Histogram,
+    /// Provider failures by pipeline stage and provider.
+    pub provider_errors: Family<ProviderLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub stage: String,
+    pub provider: String,
 }
 
 impl Default for Metrics {
@@ -169,6 +183,33 @@ impl Metrics {
             "Caller interruptions by kind (barge_in, false, backchannel_ignored)",
             interruptions.clone(),
         );
+        let llm_ttft_seconds = latency_histogram();
+        registry.register_with_unit(
+            "llm_ttft",
+            "Reply requested to the language model's first text",
+            prometheus_client::registry::Unit::Seconds,
+            llm_ttft_seconds.clone(),
+        );
+        let tts_ttfb_seconds = latency_histogram();
+        registry.register_with_unit(
+            "tts_ttfb",
+            "Text handed to text-to-speech to its first audio",
+            prometheus_client::registry::Unit::Seconds,
+            tts_ttfb_seconds.clone(),
+        );
+        let turn_latency_seconds = latency_histogram();
+        registry.register_with_unit(
+            "turn_latency",
+            "End of the caller's speech to the first agent audio frame on the wire",
+            prometheus_client::registry::Unit::Seconds,
+            turn_latency_seconds.clone(),
+        );
+        let provider_errors = Family::<ProviderLabels, Counter>::default();
+        registry.register(
+            "provider_errors",
+            "Provider failures by stage (stt, llm, tts, webhook) and provider",
+            provider_errors.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -184,6 +225,10 @@ impl Metrics {
             stt_seconds,
             endpointing_seconds,
             interruptions,
+            llm_ttft_seconds,
+            tts_ttfb_seconds,
+            turn_latency_seconds,
+            provider_errors,
         }
     }
 
@@ -195,6 +240,12 @@ impl Metrics {
     /// Counts a call's outcome.
     pub fn stt(&self, pass: &str) -> Histogram {
         self.stt_seconds.get_or_create(&KindLabels { kind: pass.to_string() }).clone()
+    }
+
+    pub fn provider_error(&self, stage: &str, provider: &str) {
+        self.provider_errors
+            .get_or_create(&ProviderLabels { stage: stage.to_string(), provider: provider.to_string() })
+            .inc();
     }
 
     pub fn interruption(&self, kind: &str) {

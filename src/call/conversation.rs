@@ -14,7 +14,7 @@
 //! Loopback diagnostics mode has its own controls: any DTMF key clears playout (a barge-in),
 //! `0` hangs up, and `*` transfers to the `transferTo` start parameter.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,10 +24,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::recorder::Recorder;
+use super::reply::{HistoryItem, ReplyAction, ReplyEvent, ReplyRequest, SharedResponder, Speaker};
 use super::sentences::sentences;
+use super::sentences::SentenceChunker;
 use super::turn::{CallerTurn, Effect, Event, InputSource, TimerKind, TurnConfig, TurnMachine};
 use super::{CallControl, ListenerEvent, PlayoutCommand, PlayoutEvent, SpeakerCommand, UtteranceId};
-use crate::agent::AgentConfig;
+use crate::agent::{AgentConfig, VoiceMode};
 use crate::audio::vad::VadConfig;
 use crate::metrics::Metrics;
 use crate::store::NewTurn;
@@ -37,13 +39,71 @@ pub const SILENCE_REMINDER: &str = "Are you still there?";
 /// The backchannel cue.
 pub const BACKCHANNEL_CUE: &str = "Mm-hmm.";
 
+/// What the agent says after a caller's goodbye (or `end_call` without a line).
+pub const GOODBYE: &str = "Thank you for calling. Goodbye!";
+/// What the agent says before a transfer (when the model gave no line).
+pub const HANDOFF: &str = "Let me transfer you now. Please hold.";
+/// Said when a reply has not started speaking after the filler delay.
+pub const FILLER: &str = "One moment, please.";
+/// Said when the reply failed before anything was spoken.
+pub const FALLBACK: &str = "I'm sorry, I'm having trouble answering right now. Could you say that again?";
+/// After the last frame of a goodbye or handoff line has left, wait this long (the gateway's
+/// buffer) before hanging up or transferring.
+const CONTROL_AFTER_SPEECH: Duration = Duration::from_millis(300);
+/// Hang up or transfer even when the line's audio never went out (its synthesis failed).
+const CONTROL_DEADLINE: Duration = Duration::from_secs(15);
+/// A reply stops after this many spoken pieces (sentences; the first may be a clause): phone
+/// answers are short, and a small model may otherwise ramble until its token limit.
+const MAX_REPLY_PIECES: usize = 4;
+/// Approximate speaking rate, to estimate how much of a cut sentence the caller heard.
+const CHARS_PER_SECOND: f64 = 15.0;
+
 /// How the call is driven.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone)]
 pub enum Mode {
     /// Diagnostics: the caller's audio is played back.
     Loopback { transfer_to: Option<String> },
     /// An agent answers.
-    Agent(Box<AgentConfig>),
+    Agent(Box<AgentCall>),
+}
+
+impl std::fmt::Debug for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mode::Loopback { transfer_to } => {
+                f.debug_struct("Loopback").field("transfer_to", transfer_to).finish()
+            }
+            Mode::Agent(a) => f.debug_tuple("Agent").field(&a.agent_id).finish(),
+        }
+    }
+}
+
+/// An agent's side of one call.
+#[derive(Clone)]
+pub struct AgentCall {
+    pub call_id: String,
+    pub agent_id: String,
+    pub config: AgentConfig,
+    /// `{{name}}` values: from, to, callId, agentName and the custom parameters.
+    pub variables: Arc<BTreeMap<String, String>>,
+    /// Who answers caller turns; `None`: turns are recorded, nobody replies.
+    pub responder: Option<SharedResponder>,
+    /// A reply silent for this long gets [`FILLER`].
+    pub filler_after: Duration,
+}
+
+impl AgentCall {
+    /// A call of `config` with no responder (turn-taking only), for tests and diagnostics.
+    pub fn listening_only(config: AgentConfig) -> Self {
+        Self {
+            call_id: String::new(),
+            agent_id: String::new(),
+            config,
+            variables: Arc::default(),
+            responder: None,
+            filler_after: Duration::from_millis(1500),
+        }
+    }
 }
 
 /// The conversation's connections.
@@ -105,9 +165,10 @@ async fn run_loopback(transfer_to: Option<String>, mut io: ConversationIo, cance
 /// Why the agent says something (what a barge-in may resume, what counts as holding the floor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SayKind {
-    /// The begin message and replies: hold the floor, resumed after a false interruption.
+    /// The begin message and replies: hold the floor, resumed after a false interruption, kept
+    /// in the history.
     Speech,
-    /// The silence reminder: holds the floor; not resumed.
+    /// The silence reminder, the filler, goodbye and handoff lines: hold the floor; not resumed.
     Reminder,
     /// "Mm-hmm": never holds the floor (the caller keeps it).
     Backchannel,
@@ -119,9 +180,44 @@ struct Utterance {
     kind: SayKind,
 }
 
-/// Agent mode: the turn machine and what it asks for.
+/// The reply being generated or spoken for the latest caller turn.
+struct ActiveReply {
+    events: mpsc::Receiver<ReplyEvent>,
+    /// The caller turn it answers (0: the agent opens the call).
+    seq: i64,
+    chunker: SentenceChunker,
+    /// When the responder was asked.
+    asked: Duration,
+    /// End of the caller's speech it answers (turn latency counts from here).
+    turn_ended: Duration,
+    /// The first text has arrived.
+    got_text: bool,
+    /// Its first utterance, to time the first audio frame.
+    first_utterance: Option<UtteranceId>,
+    /// Say [`FILLER`] at this time unless speech has started.
+    filler_at: Option<Duration>,
+    /// A barge-in paused it: new pieces wait here until a resume (or are dropped by a new turn).
+    paused: bool,
+    held: Vec<String>,
+    /// All text received, for the call record.
+    text: String,
+    /// Pieces handed to the speaker (or held).
+    pieces: usize,
+    /// The stream has ended.
+    done: bool,
+}
+
+/// A hang-up or transfer waiting for the agent's last line to be heard.
+struct AfterSpeech {
+    utterance: UtteranceId,
+    control: CallControl,
+    /// When to carry it out (set once the line has been sent).
+    at: Duration,
+}
+
+/// Agent mode: the turn machine, the replies and what they ask for.
 pub struct AgentConversation {
-    agent: AgentConfig,
+    call: AgentCall,
     io: ConversationIo,
     machine: TurnMachine,
     /// Mirror of the machine's armed timers, to sleep until the earliest.
@@ -133,22 +229,32 @@ pub struct AgentConversation {
     cut_through: UtteranceId,
     /// What the last barge-in cut, to resume after a false interruption.
     cut: Vec<String>,
+    /// Text of history-bearing utterances that started playing, until sent or cut.
+    playing: HashMap<UtteranceId, String>,
+    /// What the caller heard of sentences a barge-in cut; enters the history unless resumed.
+    heard_of_cut: Vec<String>,
     /// The agent holds the floor (as told to the machine).
     holding_floor: bool,
     turn_seq: i64,
     hung_up: bool,
+    /// The conversation so far, as the caller heard it.
+    history: Vec<HistoryItem>,
+    /// The last history item is the agent's and still growing.
+    agent_turn_open: bool,
+    reply: Option<ActiveReply>,
+    after_speech: Option<AfterSpeech>,
 }
 
 impl AgentConversation {
-    pub fn new(agent: AgentConfig, io: ConversationIo) -> Self {
+    pub fn new(call: AgentCall, io: ConversationIo) -> Self {
         let now = io.call_start.elapsed();
         let cfg = TurnConfig {
             speech_end_delay: Duration::from_millis(u64::from(VadConfig::default().hangover_ms)),
-            ..TurnConfig::from_agent(&agent)
+            ..TurnConfig::from_agent(&call.config)
         };
         let (machine, fx) = TurnMachine::new(cfg, now);
         let mut conv = Self {
-            agent,
+            call,
             io,
             machine,
             timers: [None; TimerKind::ALL.len()],
@@ -156,9 +262,15 @@ impl AgentConversation {
             outstanding: VecDeque::new(),
             cut_through: 0,
             cut: Vec::new(),
+            playing: HashMap::new(),
+            heard_of_cut: Vec::new(),
             holding_floor: false,
             turn_seq: 0,
             hung_up: false,
+            history: Vec::new(),
+            agent_turn_open: false,
+            reply: None,
+            after_speech: None,
         };
         conv.mirror_timers(&fx);
         conv
@@ -174,32 +286,45 @@ impl AgentConversation {
         }
     }
 
+    /// The earliest of the machine's timers, the filler and a pending hang-up/transfer.
+    fn next_wake(&self) -> Option<Duration> {
+        let filler = self.reply.as_ref().and_then(|r| r.filler_at);
+        let after = self.after_speech.as_ref().map(|a| a.at);
+        self.timers.iter().flatten().copied().chain(filler).chain(after).min()
+    }
+
     pub async fn run(mut self, cancel: CancellationToken) {
-        if let Some(greeting) = self.agent.begin_message.clone().filter(|m| !m.trim().is_empty()) {
-            self.say(&greeting, SayKind::Speech).await;
+        match self.call.config.begin_message.clone().filter(|m| !m.trim().is_empty()) {
+            Some(greeting) => {
+                self.say(&greeting, SayKind::Speech).await;
+            }
+            // Hosted agents without a begin message let the model open the call.
+            None if self.call.config.voice_mode == VoiceMode::Hosted => {
+                let now = self.now();
+                self.start_reply(0, String::new(), 1.0, now).await;
+            }
+            None => {}
         }
         let cancelled = cancel.cancelled();
         tokio::pin!(cancelled);
         while !self.hung_up {
-            let wake = self.timers.iter().flatten().min().map(|d| self.io.call_start + *d);
+            let wake = self.next_wake().map(|d| self.io.call_start + d);
             let timer = async {
                 match wake {
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
+            let reply = async {
+                match self.reply.as_mut().filter(|r| !r.done) {
+                    Some(r) => r.events.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 () = &mut cancelled => break,
-                () = timer => {
-                    let now = self.now();
-                    for kind in TimerKind::ALL {
-                        if self.timers[kind as usize].is_some_and(|d| d <= now) {
-                            self.timers[kind as usize] = None;
-                            self.feed(Event::Timeout(kind)).await;
-                        }
-                    }
-                }
+                () = timer => self.on_timer().await,
                 ev = self.io.listener.recv() => {
                     let Some(ev) = ev else { break };
                     self.on_listener(ev).await;
@@ -208,6 +333,29 @@ impl AgentConversation {
                     let Some(ev) = ev else { break };
                     self.on_playout(ev).await;
                 }
+                ev = reply => self.on_reply(ev).await,
+            }
+        }
+    }
+
+    async fn on_timer(&mut self) {
+        let now = self.now();
+        for kind in TimerKind::ALL {
+            if self.timers[kind as usize].is_some_and(|d| d <= now) {
+                self.timers[kind as usize] = None;
+                self.feed(Event::Timeout(kind)).await;
+            }
+        }
+        if let Some(r) = self.reply.as_mut() {
+            if r.filler_at.is_some_and(|d| d <= now) {
+                r.filler_at = None;
+                self.record("filler", now, None);
+                self.say(FILLER, SayKind::Reminder).await;
+            }
+        }
+        if self.after_speech.as_ref().is_some_and(|a| a.at <= now) {
+            if let Some(a) = self.after_speech.take() {
+                self.control(a.control, now).await;
             }
         }
     }
@@ -244,9 +392,8 @@ impl AgentConversation {
                 self.record(
                     "transcript",
                     end,
-                    Some(
-                        json!({"text": text, "confidence": confidence, "startMs": start.as_millis() as u64}),
-                    ),
+                    Some(json!({"text": text, "confidence": confidence, "startMs": start.as_millis() as u64,
+                               "arrivedMs": self.now().as_millis() as u64})),
                 );
                 Event::Final { text, confidence, start, end }
             }
@@ -272,16 +419,43 @@ impl AgentConversation {
                 let Some(u) = self.outstanding.iter().find(|u| u.id == utterance_id) else { return };
                 let (kind, text) = (u.kind, u.text.clone());
                 self.record("agent_started", at, Some(json!({"utterance": utterance_id, "text": text})));
+                if kind == SayKind::Speech {
+                    self.playing.insert(utterance_id, text);
+                }
+                if let Some(r) = self.reply.as_mut().filter(|r| r.first_utterance == Some(utterance_id)) {
+                    let latency = at.saturating_sub(r.turn_ended);
+                    let (seq, asked) = (r.seq, r.asked);
+                    if seq > 0 {
+                        self.io.metrics.turn_latency_seconds.observe(latency.as_secs_f64());
+                    }
+                    tracing::info!(
+                        seq,
+                        latency_ms = latency.as_millis() as u64,
+                        "first agent audio of the reply"
+                    );
+                    self.record(
+                        "reply_audio",
+                        at,
+                        Some(json!({"seq": seq, "latencyMs": latency.as_millis() as u64,
+                                    "sinceAskedMs": at.saturating_sub(asked).as_millis() as u64})),
+                    );
+                }
                 if kind != SayKind::Backchannel && !self.holding_floor {
                     self.holding_floor = true;
                     self.feed(Event::AgentStarted).await;
                 }
             }
             PlayoutEvent::Sent { utterance_id, sent_ms } => {
+                if let Some(a) = self.after_speech.as_mut().filter(|a| a.utterance == utterance_id) {
+                    a.at = now + CONTROL_AFTER_SPEECH;
+                }
                 if utterance_id <= self.cut_through {
                     return;
                 }
                 self.outstanding.retain(|u| u.id != utterance_id);
+                if let Some(text) = self.playing.remove(&utterance_id) {
+                    self.heard(text);
+                }
                 self.record(
                     "agent_finished",
                     now,
@@ -293,11 +467,33 @@ impl AgentConversation {
                 tracing::debug!(utterance_id, played_ms, "utterance played");
             }
             PlayoutEvent::Cleared { utterance_id, sent_ms, played_ms } => {
+                if let Some(a) = self.after_speech.as_mut().filter(|a| a.utterance == utterance_id) {
+                    a.at = now;
+                }
+                if let Some(text) = self.playing.remove(&utterance_id) {
+                    if let Some(part) = heard_part(&text, played_ms, self.call.config.voice_speed) {
+                        self.heard_of_cut.push(part);
+                    }
+                }
                 self.record(
                     "agent_cut",
                     now,
                     Some(json!({"utterance": utterance_id, "sentMs": sent_ms, "playedMs": played_ms})),
                 );
+            }
+        }
+    }
+
+    /// The caller heard `text` (a whole sentence, or the part before a cut).
+    fn heard(&mut self, text: String) {
+        match self.history.last_mut() {
+            Some(last) if self.agent_turn_open && last.speaker == Speaker::Agent => {
+                last.text.push(' ');
+                last.text.push_str(&text);
+            }
+            _ => {
+                self.history.push(HistoryItem { speaker: Speaker::Agent, text, at: now_rfc3339() });
+                self.agent_turn_open = true;
             }
         }
     }
@@ -324,13 +520,24 @@ impl AgentConversation {
                     .filter(|u| u.kind == SayKind::Speech)
                     .map(|u| u.text)
                     .collect();
+                // The rest of the reply waits: a false interruption resumes it.
+                if let Some(r) = self.reply.as_mut() {
+                    r.paused = true;
+                    r.filler_at = None;
+                }
                 // The machine already knows the agent stopped.
                 self.holding_floor = false;
             }
             Effect::Resume => {
                 self.record("agent_resumed", now, None);
+                self.heard_of_cut.clear(); // the cut sentences are said again in full
                 for text in std::mem::take(&mut self.cut) {
                     self.say(&text, SayKind::Speech).await;
+                }
+                if let Some(r) = self.reply.as_mut() {
+                    r.paused = false;
+                    let held = std::mem::take(&mut r.held);
+                    self.speak_pieces(held).await;
                 }
             }
             Effect::Backchannel => {
@@ -342,9 +549,7 @@ impl AgentConversation {
                 self.say(SILENCE_REMINDER, SayKind::Reminder).await;
             }
             Effect::Hangup { reason } => {
-                self.record("hangup", now, Some(json!({"reason": reason})));
-                self.hung_up = true;
-                let _ = self.io.control.send(CallControl::Hangup { reason: reason.to_string() }).await;
+                self.control(CallControl::Hangup { reason: reason.to_string() }, now).await;
             }
             Effect::Interruption(kind) => {
                 self.io.metrics.interruption(kind.as_str());
@@ -353,7 +558,19 @@ impl AgentConversation {
         }
     }
 
-    /// A caller turn is complete: record it (the reply is the next issue's LLM or webhook).
+    /// Hangs up or transfers now.
+    async fn control(&mut self, control: CallControl, now: Duration) {
+        match &control {
+            CallControl::Hangup { reason } => {
+                self.record("hangup", now, Some(json!({"reason": reason})));
+                self.hung_up = true;
+            }
+            CallControl::Transfer { to } => self.record("transfer", now, Some(json!({"to": to}))),
+        }
+        let _ = self.io.control.send(control).await;
+    }
+
+    /// A caller turn is complete: record it and ask the responder for the reply.
     async fn on_turn(&mut self, turn: CallerTurn) {
         self.turn_seq += 1;
         let endpointing = turn.decided.saturating_sub(turn.ended);
@@ -373,25 +590,259 @@ impl AgentConversation {
         if let Some(r) = self.io.recorder.as_mut() {
             r.turn(NewTurn {
                 seq: self.turn_seq,
-                transcript: turn.text,
+                transcript: turn.text.clone(),
                 source,
                 confidence: f64::from(turn.confidence),
                 started_ms: turn.started.as_millis() as i64,
                 ended_ms: turn.ended.as_millis() as i64,
             });
         }
+        if self.after_speech.is_some() {
+            return; // hanging up or transferring: no more replies
+        }
+        // The new turn supersedes a reply still pending (dropping it cancels generation).
+        if let Some(old) = self.reply.take().filter(|r| !r.done) {
+            self.record_response(old.seq, &old.text);
+        }
+        for part in std::mem::take(&mut self.heard_of_cut) {
+            self.heard(part);
+        }
+        self.cut.clear();
+        let seq = self.turn_seq;
+        self.start_reply(seq, turn.text, turn.confidence, turn.ended).await;
     }
 
-    /// Queues `text` for the speaker, one utterance per sentence.
-    async fn say(&mut self, text: &str, kind: SayKind) {
+    /// Asks the responder to answer `caller_text` (empty: open the call).
+    async fn start_reply(&mut self, seq: i64, caller_text: String, confidence: f32, turn_ended: Duration) {
+        let Some(responder) = self.call.responder.clone() else { return };
+        let req = ReplyRequest {
+            call_id: self.call.call_id.clone(),
+            agent_id: self.call.agent_id.clone(),
+            history: self.history.clone(),
+            caller_text: caller_text.clone(),
+            confidence,
+            variables: Arc::clone(&self.call.variables),
+        };
+        if !caller_text.trim().is_empty() {
+            self.history.push(HistoryItem { speaker: Speaker::Caller, text: caller_text, at: now_rfc3339() });
+            self.agent_turn_open = false;
+        }
+        let now = self.now();
+        self.reply = Some(ActiveReply {
+            events: responder.respond(req),
+            seq,
+            chunker: SentenceChunker::new(),
+            asked: now,
+            turn_ended,
+            got_text: false,
+            first_utterance: None,
+            filler_at: Some(now + self.call.filler_after),
+            paused: false,
+            held: Vec::new(),
+            text: String::new(),
+            pieces: 0,
+            done: false,
+        });
+    }
+
+    async fn on_reply(&mut self, ev: Option<ReplyEvent>) {
+        let now = self.now();
+        let Some(r) = self.reply.as_mut() else { return };
+        match ev {
+            Some(ReplyEvent::Text { text, flush }) => {
+                if !r.got_text {
+                    r.got_text = true;
+                    let (seq, since) = (r.seq, now.saturating_sub(r.asked));
+                    if let Some(rec) = self.io.recorder.as_mut() {
+                        rec.event(
+                            "reply_text",
+                            now.as_millis() as u64,
+                            Some(json!({"seq": seq, "sinceAskedMs": since.as_millis() as u64})),
+                        );
+                    }
+                    if self.call.responder.as_ref().is_some_and(|x| x.name() == "llm") {
+                        self.io.metrics.llm_ttft_seconds.observe(now.saturating_sub(r.asked).as_secs_f64());
+                    }
+                }
+                r.text.push_str(&text);
+                let mut pieces = r.chunker.push(&text);
+                if flush {
+                    pieces.extend(r.chunker.finish());
+                }
+                self.speak_pieces(pieces).await;
+            }
+            Some(ReplyEvent::Action(action)) => {
+                let pieces: Vec<String> = r.chunker.finish().into_iter().collect();
+                self.speak_pieces(pieces).await;
+                self.act(action, now).await;
+            }
+            Some(ReplyEvent::Done) | None => {
+                let pieces: Vec<String> = r.chunker.finish().into_iter().collect();
+                r.done = true;
+                self.speak_pieces(pieces).await;
+                if let Some(r) = self.reply.as_mut() {
+                    r.filler_at = None;
+                }
+                if let Some((seq, text)) = self.reply.as_ref().map(|r| (r.seq, r.text.clone())) {
+                    self.record_response(seq, &text);
+                }
+            }
+            Some(ReplyEvent::Failed { provider, message }) => {
+                r.done = true;
+                r.filler_at = None;
+                let spoke = r.first_utterance.is_some();
+                let stage = self.call.responder.as_ref().map_or("reply", |x| x.name());
+                self.io.metrics.provider_error(stage, provider);
+                tracing::warn!(provider, error = %message, "reply failed");
+                self.record("reply_failed", now, Some(json!({"provider": provider, "error": message})));
+                if !spoke {
+                    self.say(FALLBACK, SayKind::Reminder).await;
+                }
+            }
+        }
+    }
+
+    /// Writes the reply's text as the response to its caller turn.
+    fn record_response(&mut self, seq: i64, text: &str) {
+        let text = speakable(text);
+        if seq > 0 && !text.is_empty() {
+            if let Some(rec) = self.io.recorder.as_mut() {
+                rec.response(seq, text);
+            }
+        }
+    }
+
+    /// Says reply pieces (or holds them while a barge-in is being judged).
+    async fn speak_pieces(&mut self, pieces: Vec<String>) {
+        for piece in pieces {
+            let piece = speakable(&piece);
+            if piece.is_empty() {
+                continue;
+            }
+            let Some(r) = self.reply.as_mut() else { return };
+            if r.pieces >= MAX_REPLY_PIECES {
+                if !r.done {
+                    // Enough said: stop the reply (dropping its stream cancels generation).
+                    r.done = true;
+                    r.events = mpsc::channel(1).1;
+                    let (seq, text) = (r.seq, r.text.clone());
+                    self.record_response(seq, &text);
+                }
+                return;
+            }
+            r.pieces += 1;
+            if r.paused {
+                r.held.push(piece);
+                continue;
+            }
+            r.filler_at = None;
+            let id = self.say(&piece, SayKind::Speech).await;
+            if let Some(r) = self.reply.as_mut() {
+                if r.first_utterance.is_none() {
+                    r.first_utterance = id;
+                }
+            }
+        }
+    }
+
+    /// Carries out a reply's action once the text before it has been spoken.
+    async fn act(&mut self, action: ReplyAction, now: Duration) {
+        self.record("action", now, Some(json!({"action": format!("{action:?}")})));
+        match action {
+            ReplyAction::EndCall { goodbye } => {
+                let line = goodbye.unwrap_or_else(|| GOODBYE.to_string());
+                self.finish_with(&line, CallControl::Hangup { reason: "agent-hangup".into() }, now).await;
+            }
+            ReplyAction::Transfer { line } => {
+                match self.call.config.transfer_number.clone().filter(|n| !n.is_empty()) {
+                    Some(to) => {
+                        let line = line.unwrap_or_else(|| HANDOFF.to_string());
+                        self.finish_with(&line, CallControl::Transfer { to }, now).await;
+                    }
+                    None => tracing::warn!("transfer asked for, but the agent has no transferNumber"),
+                }
+            }
+            ReplyAction::SendMessage { body } => {
+                // Messaging is not wired to a provider yet: the request is recorded on the call.
+                tracing::warn!("send_message: no messaging provider configured");
+                self.record("send_message", now, Some(json!({"body": body, "status": "not-configured"})));
+            }
+        }
+    }
+
+    /// Says `line`, then (once it has been sent) hangs up or transfers. Later reply text is dropped.
+    async fn finish_with(&mut self, line: &str, control: CallControl, now: Duration) {
+        if let Some(r) = self.reply.as_mut() {
+            r.done = true;
+            r.filler_at = None;
+        }
+        let last = self.say(line, SayKind::Reminder).await;
+        match last {
+            Some(id) => {
+                self.after_speech = Some(AfterSpeech { utterance: id, control, at: now + CONTROL_DEADLINE });
+            }
+            None => self.control(control, now).await,
+        }
+    }
+
+    /// Queues `text` for the speaker, one utterance per sentence; returns the last utterance id.
+    async fn say(&mut self, text: &str, kind: SayKind) -> Option<UtteranceId> {
+        let mut last = None;
         for sentence in sentences(text) {
             let id = self.next_utterance;
             self.next_utterance += 1;
             self.outstanding.push_back(Utterance { id, text: sentence.clone(), kind });
             let cmd = SpeakerCommand::Say { utterance_id: id, text: sentence, last: true };
             if self.io.speaker.send(cmd).await.is_err() {
-                return;
+                return last;
             }
+            last = Some(id);
         }
+        last
+    }
+}
+
+/// What the caller heard of `text` when it was cut after `played_ms` (estimated from the
+/// speaking rate): the first words, marked as cut off; `None` when nothing was heard.
+fn heard_part(text: &str, played_ms: u64, speed: f64) -> Option<String> {
+    let total_ms = text.chars().count() as f64 * 1000.0 / (CHARS_PER_SECOND * speed.max(0.1));
+    let fraction = played_ms as f64 / total_ms.max(1.0);
+    if fraction >= 0.95 {
+        return Some(text.to_string());
+    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let n = (fraction * words.len() as f64).floor() as usize;
+    (n > 0).then(|| format!("{}—", words[..n].join(" ")))
+}
+
+/// Drops markup a model may emit that should not be read aloud.
+fn speakable(text: &str) -> String {
+    let cleaned: String = text.chars().filter(|c| !matches!(c, '*' | '#' | '`')).collect();
+    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heard_part_follows_the_played_time() {
+        // 60 characters at 15 chars/s = 4 s.
+        let text = "one two three four five six seven eight nine ten eleven twel";
+        assert_eq!(heard_part(text, 0, 1.0), None);
+        assert_eq!(heard_part(text, 2000, 1.0).as_deref(), Some("one two three four five six—"));
+        assert_eq!(heard_part(text, 3900, 1.0).as_deref(), Some(text));
+        // Twice as fast: the same words in half the time.
+        assert_eq!(heard_part(text, 1000, 2.0).as_deref(), Some("one two three four five six—"));
+    }
+
+    #[test]
+    fn speakable_drops_markup() {
+        assert_eq!(speakable("**Sure!** We open at `9`."), "Sure! We open at 9.");
+        assert_eq!(speakable("# Title"), "Title");
     }
 }

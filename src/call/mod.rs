@@ -17,6 +17,7 @@
 //! changing them.
 
 pub mod conversation;
+pub mod hosted;
 pub mod listener;
 pub mod listening;
 pub mod playout;

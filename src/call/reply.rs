@@ -122,7 +122,10 @@ mod tests {
             [("from".to_string(), "+15550001111".to_string()), ("name".to_string(), "Ada".to_string())]
                 .into_iter()
                 .collect();
-        assert_eq!(fill_placeholders("Hi {{name}}, you called from {{ from }}.", &vars), "Hi Ada, you called from +15550001111.");
+        assert_eq!(
+            fill_placeholders("Hi {{name}}, you called from {{ from }}.", &vars),
+            "Hi Ada, you called from +15550001111."
+        );
         assert_eq!(fill_placeholders("unknown: [{{nope}}]", &vars), "unknown: []");
         assert_eq!(fill_placeholders("open {{name", &vars), "open {{name");
         assert_eq!(fill_placeholders("no placeholders", &vars), "no placeholders");

@@ -10,10 +10,10 @@
 
 /// Abbreviations that do not end a sentence (compared lower-case, without the final dot).
 const ABBREVIATIONS: &[&str] = &[
-    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "e.g", "i.e", "no", "inc", "ltd", "co",
-    "corp", "approx", "dept", "est", "fig", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct",
-    "nov", "dec", "mon", "tue", "wed", "thu", "fri", "sat", "sun", "ave", "blvd", "rd", "apt", "ext", "tel", "a.m",
-    "p.m", "u.s", "u.k",
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "e.g", "i.e", "no", "inc", "ltd",
+    "co", "corp", "approx", "dept", "est", "fig", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
+    "sept", "oct", "nov", "dec", "mon", "tue", "wed", "thu", "fri", "sat", "sun", "ave", "blvd", "rd", "apt",
+    "ext", "tel", "a.m", "p.m", "u.s", "u.k",
 ];
 
 /// A first clause is released early once it has at least this many words.
@@ -146,7 +146,10 @@ mod tests {
 
     #[test]
     fn splits_at_sentence_ends() {
-        assert_eq!(whole("Hello! Thanks for calling. How can I help?"), ["Hello!", "Thanks for calling.", "How can I help?"]);
+        assert_eq!(
+            whole("Hello! Thanks for calling. How can I help?"),
+            ["Hello!", "Thanks for calling.", "How can I help?"]
+        );
         assert_eq!(whole("  "), Vec::<String>::new());
         assert_eq!(whole("no punctuation"), ["no punctuation"]);
         assert_eq!(whole("Line one\nLine two"), ["Line one", "Line two"]);
@@ -156,9 +159,15 @@ mod tests {
     #[test]
     fn keeps_numbers_abbreviations_addresses_whole() {
         assert_eq!(whole("It costs 3.50 dollars. Okay?"), ["It costs 3.50 dollars.", "Okay?"]);
-        assert_eq!(whole("Write to jane.doe@example.com. Thanks."), ["Write to jane.doe@example.com.", "Thanks."]);
+        assert_eq!(
+            whole("Write to jane.doe@example.com. Thanks."),
+            ["Write to jane.doe@example.com.", "Thanks."]
+        );
         assert_eq!(whole("See www.example.com for more. Bye."), ["See www.example.com for more.", "Bye."]);
-        assert_eq!(whole("Dr. Smith will see you at 3 p.m. Tomorrow works."), ["Dr. Smith will see you at 3 p.m. Tomorrow works."]);
+        assert_eq!(
+            whole("Dr. Smith will see you at 3 p.m. Tomorrow works."),
+            ["Dr. Smith will see you at 3 p.m. Tomorrow works."]
+        );
         assert_eq!(whole("Ask J. Smith. He knows."), ["Ask J. Smith.", "He knows."]);
         assert_eq!(whole("Bring snacks, e.g. apples. Done."), ["Bring snacks, e.g. apples.", "Done."]);
         assert_eq!(whole("Call 555.123.4567 now. Thanks."), ["Call 555.123.4567 now.", "Thanks."]);
@@ -189,7 +198,11 @@ mod tests {
         assert_eq!(pieces, whole(text));
         assert_eq!(
             pieces,
-            ["Our office opens at 9 a.m. on Mondays, and closes at 5.30 p.m. Dr. Lee is in.", "Email info@clinic.org.", "Bye!"]
+            [
+                "Our office opens at 9 a.m. on Mondays, and closes at 5.30 p.m. Dr. Lee is in.",
+                "Email info@clinic.org.",
+                "Bye!"
+            ]
         );
     }
 

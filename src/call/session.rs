@@ -322,7 +322,7 @@ async fn admit(
     };
     let mode = match (loopback, agent_config) {
         (true, _) => Mode::Loopback { transfer_to: param("transferTo").map(str::to_string) },
-        (false, Some(agent)) => Mode::Agent(Box::new(agent)),
+        (false, Some(agent)) => Mode::Agent(Box::new(agent_call(ctx, &call, agent, &start.params))),
         (false, None) => {
             let reason = "the call has no agent".to_string();
             supervisor::finish(&ctx.store, &call.id, CallStatus::Failed, &reason).await;
@@ -331,6 +331,42 @@ async fn admit(
     };
     admission.bind(&call.id);
     Ok((call, mode, admission))
+}
+
+/// The agent side of a call: its configuration, the call's variables and who answers.
+fn agent_call(
+    ctx: &SessionContext,
+    call: &Call,
+    config: AgentConfig,
+    params: &std::collections::HashMap<String, String>,
+) -> super::conversation::AgentCall {
+    let mut variables: std::collections::BTreeMap<String, String> = params
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "token" | "mode"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    variables.insert("callId".into(), call.id.clone());
+    variables.insert("agentName".into(), config.name.clone());
+    variables.insert("from".into(), call.from_number.clone().unwrap_or_default());
+    variables.insert("to".into(), call.to_number.clone().unwrap_or_default());
+    let agent_id = call.agent_id.clone().unwrap_or_default();
+    let responder = match config.voice_mode {
+        VoiceMode::Hosted => super::hosted::responder(
+            ctx.engines.llm.as_ref(),
+            &config,
+            ctx.engines.model_tiers.model(config.model_tier).to_string(),
+            &variables,
+        ),
+        VoiceMode::Webhook => None,
+    };
+    super::conversation::AgentCall {
+        call_id: call.id.clone(),
+        agent_id,
+        config,
+        variables: std::sync::Arc::new(variables),
+        responder,
+        filler_after: ctx.engines.filler_after,
+    }
 }
 
 /// The agent must exist and be callable; returns its configuration.

@@ -7,11 +7,13 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{PlayoutCommand, SpeakerCommand, SpeechChunk, UtteranceId, PIPELINE_RATE_HZ};
+use crate::metrics::Metrics;
 use crate::providers::tts::{SharedTts, TtsError, TtsRequest};
 
 /// Speech is handed to playout in chunks of this length.
@@ -23,6 +25,8 @@ pub struct SpeakerIo {
     pub commands: mpsc::Receiver<SpeakerCommand>,
     /// Where synthesized speech goes.
     pub playout: mpsc::Sender<PlayoutCommand>,
+    /// `switchboard_tts_ttfb_seconds`, `switchboard_provider_errors_total{stage="tts"}`.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The agent's voice: engine, voice and speed.
@@ -44,12 +48,14 @@ pub async fn run(voice: Option<Voice>, mut io: SpeakerIo, cancel: CancellationTo
     tokio::pin!(cancelled);
     let mut queue: VecDeque<(UtteranceId, String, bool)> = VecDeque::new();
     let mut current: Option<(UtteranceId, bool, Synthesis)> = None;
+    let mut started = std::time::Instant::now();
     loop {
         if current.is_none() {
             if let (Some(voice), Some((id, text, last))) = (&voice, queue.pop_front()) {
                 let tts = voice.tts.clone();
                 let req = TtsRequest { text, engine_voice: voice.engine_voice.clone(), speed: voice.speed };
                 current = Some((id, last, Box::pin(async move { tts.synthesize(req).await })));
+                started = std::time::Instant::now();
             }
         }
         let synthesis = async {
@@ -77,10 +83,20 @@ pub async fn run(voice: Option<Voice>, mut io: SpeakerIo, cancel: CancellationTo
             },
             result = synthesis => {
                 let (id, last, _) = current.take().expect("a synthesis was running");
-                let pcm = result.unwrap_or_else(|e| {
-                    tracing::warn!(utterance_id = id, error = %e, "speech synthesis failed");
-                    Vec::new()
-                });
+                let pcm = match result {
+                    Ok(pcm) => {
+                        // Whole-sentence engines: the first audio is the whole sentence.
+                        io.metrics.tts_ttfb_seconds.observe(started.elapsed().as_secs_f64());
+                        pcm
+                    }
+                    Err(e) => {
+                        tracing::warn!(utterance_id = id, error = %e, "speech synthesis failed");
+                        if let Some(v) = &voice {
+                            io.metrics.provider_error("tts", v.tts.name());
+                        }
+                        Vec::new()
+                    }
+                };
                 if !send_chunks(&io.playout, id, &pcm, last).await {
                     break;
                 }
@@ -118,7 +134,6 @@ async fn send_chunks(
 mod tests {
     use super::*;
     use crate::providers::tts::TtsEngine;
-    use std::sync::Arc;
     use std::time::Duration;
 
     /// Speaks `n` samples per character, after `delay`.
@@ -153,7 +168,11 @@ mod tests {
             speed: 1.0,
         };
         let cancel = CancellationToken::new();
-        tokio::spawn(run(Some(voice), SpeakerIo { commands: cmd_rx, playout: play_tx }, cancel.clone()));
+        tokio::spawn(run(
+            Some(voice),
+            SpeakerIo { commands: cmd_rx, playout: play_tx, metrics: Arc::new(Metrics::new()) },
+            cancel.clone(),
+        ));
         (cmd_tx, play_rx, cancel)
     }
 

@@ -60,13 +60,13 @@ pub fn spawn(mode: Mode, format: WireFormat, setup: CallSetup<'_>) -> Result<Cal
     let metrics = setup.metrics;
     let call_start = Instant::now();
     let listening = match &mode {
-        Mode::Agent(agent) => Some(ListeningSetup {
-            denoise: agent.denoising_mode.into(),
+        Mode::Agent(call) => Some(ListeningSetup {
+            denoise: call.config.denoising_mode.into(),
             silero: setup.engines.silero.clone(),
             vad: VadConfig::default(),
             stt: setup.engines.stt.clone(),
-            language: agent.language.clone(),
-            final_quality: match agent.stt_mode {
+            language: call.config.language.clone(),
+            final_quality: match call.config.stt_mode {
                 SttMode::Fast => SttQuality::Final,
                 SttMode::Accurate => SttQuality::Accurate,
             },
@@ -79,8 +79,8 @@ pub fn spawn(mode: Mode, format: WireFormat, setup: CallSetup<'_>) -> Result<Cal
     let playout =
         Playout::new(format, call_start, metrics).map_err(|e| SupervisorError::Setup(e.to_string()))?;
     let mut playout = playout;
-    if let Mode::Agent(agent) = &mode {
-        playout.set_ambient(agent.ambient_sound);
+    if let Mode::Agent(call) = &mode {
+        playout.set_ambient(call.config.ambient_sound);
     }
 
     let (ingress_tx, ingress_rx) = queue::bounded(capacity::INGRESS_FRAMES, metrics.dropped("ingress"));
@@ -93,12 +93,12 @@ pub fn spawn(mode: Mode, format: WireFormat, setup: CallSetup<'_>) -> Result<Cal
     let cancel = CancellationToken::new();
     let loopback = matches!(mode, Mode::Loopback { .. }).then(|| playout_tx.clone());
     let (recorder, recorder_task, voice) = match &mode {
-        Mode::Agent(agent) => {
+        Mode::Agent(call) => {
             let (recorder, task) = Recorder::spawn(setup.store.clone(), setup.call_id.to_string());
             let voice = speaker::Voice {
                 tts: setup.engines.tts.clone(),
-                engine_voice: setup.engines.engine_voice(&agent.voice),
-                speed: agent.voice_speed,
+                engine_voice: setup.engines.engine_voice(&call.config.voice),
+                speed: call.config.voice_speed,
             };
             (Some(recorder), Some(task), Some(voice))
         }
@@ -124,7 +124,7 @@ pub fn spawn(mode: Mode, format: WireFormat, setup: CallSetup<'_>) -> Result<Cal
         )),
         tokio::spawn(speaker::run(
             voice,
-            SpeakerIo { commands: speaker_rx, playout: playout_tx.clone() },
+            SpeakerIo { commands: speaker_rx, playout: playout_tx.clone(), metrics: metrics.clone() },
             cancel.clone(),
         )),
     ];

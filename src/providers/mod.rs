@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::audio::vad::SileroModel;
-use crate::config::{ProvidersConfig, SttChoice, VadChoice};
+use crate::config::{LlmChoice, ProvidersConfig, SttChoice, VadChoice};
 use crate::voices::{Voice, VoiceCatalogue};
 
 /// The engines every call shares, loaded once at start-up.
@@ -36,6 +36,15 @@ pub struct Engines {
     pub silero: Option<Arc<SileroModel>>,
     /// The semantic end-of-turn model (`--smart-turn`), when enabled and present.
     pub smart_turn: Option<Arc<turn_detect::SmartTurn>>,
+    /// The language model of hosted agents; `None` when it could not be set up (hosted agents
+    /// then answer with the fallback line, the reason in [`Engines::llm_missing`]).
+    pub llm: Option<llm::SharedLlm>,
+    /// Why there is no language model.
+    pub llm_missing: Option<String>,
+    /// Remote model name per `modelTier`.
+    pub model_tiers: llm::ModelTiers,
+    /// When a reply has not started speaking after this long, the agent says a holding phrase.
+    pub filler_after: std::time::Duration,
 }
 
 /// Sends each request to the engine of its voice: Piper's voice to Piper, every other to
@@ -144,7 +153,46 @@ impl Engines {
             Some(p) => Arc::new(TtsRouter { piper: Arc::clone(p), espeak }),
             None => Arc::new(espeak),
         };
-        Self { tts, piper, voices, stt, stt_missing, silero, smart_turn }
+        static LLAMA: OnceLock<Mutex<HashMap<PathBuf, Result<llm::SharedLlm, String>>>> = OnceLock::new();
+        let llm: Result<llm::SharedLlm, String> = match cfg.llm {
+            LlmChoice::Embedded => {
+                // One model per directory and context count (the tests run servers with both).
+                let key = models_dir.join(format!("llm#{}", cfg.llm_contexts));
+                cached(&LLAMA, &key, || {
+                    let path = llm::llama::default_model_path(models_dir);
+                    llm::LlamaLlm::load_with(&path, llm::LlamaOptions::with_contexts(cfg.llm_contexts))
+                        .map(|e| {
+                            tracing::info!(path = %path.display(), contexts = cfg.llm_contexts, "LLM engine: SmolLM2-135M-Instruct");
+                            Arc::new(e) as llm::SharedLlm
+                        })
+                        .map_err(|e| format!("the embedded language model is not available ({e}); run `make models`"))
+                })
+            }
+            LlmChoice::Openai => match &cfg.openai_api_key {
+                Some(key) => Ok(Arc::new(llm::OpenAiLlm::new(cfg.openai_base_url.clone(), key.clone()))),
+                None => Err("the remote language model needs OPENAI_API_KEY".to_string()),
+            },
+        };
+        if let Err(e) = &llm {
+            tracing::warn!(reason = %e, "no language model: hosted agents will answer with the fallback line");
+        }
+        let (llm, llm_missing) = match llm {
+            Ok(l) => (Some(l), None),
+            Err(e) => (None, Some(e)),
+        };
+        Self {
+            tts,
+            piper,
+            voices,
+            stt,
+            stt_missing,
+            silero,
+            smart_turn,
+            llm,
+            llm_missing,
+            model_tiers: cfg.model_tiers.clone(),
+            filler_after: cfg.filler_after,
+        }
     }
 
     /// Whether an agent speaking `language` can be heard; the reason when not.

@@ -463,10 +463,14 @@ impl Slot<'_> {
         self.cached_text = prompt.into_bytes();
         let prefill_ms = started.elapsed().as_millis() as u64;
 
+        // A repetition penalty over the last 64 tokens: small models otherwise loop on a phrase
+        // ("I'm sorry. I'm sorry. …") under greedy decoding.
+        let penalties = LlamaSampler::penalties(self.model.n_vocab(), 64, 1.3, 0.0, 0.0);
         let mut sampler = if req.temperature <= 0.0 {
-            LlamaSampler::greedy()
+            LlamaSampler::chain_simple([penalties, LlamaSampler::greedy()])
         } else {
             LlamaSampler::chain_simple([
+                penalties,
                 LlamaSampler::temp(req.temperature),
                 LlamaSampler::top_k(40),
                 LlamaSampler::top_p(0.95, 1),

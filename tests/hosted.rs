@@ -1,0 +1,451 @@
+//! Hosted agents answering recorded calls over a real Twilio media websocket, with the embedded
+//! listening engines and a scripted OpenAI-compatible chat server (deterministic replies): the
+//! prompt and history the model gets, replies spoken sentence by sentence, goodbye and transfer,
+//! tool calls, a slow model (filler) and a failing one (fallback line); and one call answered by
+//! the embedded SmolLM2.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::media::{twilio, Client, Fixture};
+use common::TestServer;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use switchboard::config::{GatewayConfig, LlmChoice};
+use switchboard::store::{CallEvent, CallTurn, Store};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Real-time calls with embedded Whisper: one at a time on a 2-core machine.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// What the scripted model answers.
+#[derive(Clone, Default)]
+struct Reply {
+    status: u16,
+    /// Before the first chunk.
+    delay_ms: u64,
+    pieces: Vec<&'static str>,
+    tool: Option<(&'static str, Value)>,
+}
+
+fn says(pieces: &[&'static str]) -> Reply {
+    Reply { status: 200, pieces: pieces.to_vec(), ..Default::default() }
+}
+
+type Script = Arc<dyn Fn(&Value) -> Reply + Send + Sync>;
+
+#[derive(Clone)]
+struct Model {
+    script: Script,
+    seen: Arc<Mutex<Vec<Value>>>,
+}
+
+fn chunk(delta: Value, finish: Option<&str>) -> String {
+    let v = json!({
+        "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "scripted",
+        "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
+    });
+    format!("data: {v}\n\n")
+}
+
+async fn chat_completions(
+    axum::extract::State(m): axum::extract::State<Model>,
+    axum::Json(body): axum::Json<Value>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let reply = (m.script)(&body);
+    m.seen.lock().unwrap().push(body);
+    if reply.status != 200 {
+        let status = axum::http::StatusCode::from_u16(reply.status).unwrap();
+        return (
+            status,
+            [("content-type", "application/json")],
+            r#"{"error":{"message":"scripted failure"}}"#,
+        )
+            .into_response();
+    }
+    let mut chunks = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
+    chunks.extend(reply.pieces.iter().map(|p| chunk(json!({"content": p}), None)));
+    let finish = match &reply.tool {
+        Some((name, args)) => {
+            chunks.push(chunk(
+                json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                        "function": {"name": name, "arguments": args.to_string()}}]}),
+                None,
+            ));
+            "tool_calls"
+        }
+        None => "stop",
+    };
+    chunks.push(chunk(json!({}), Some(finish)));
+    chunks.push("data: [DONE]\n\n".to_string());
+    let delay = Duration::from_millis(reply.delay_ms);
+    let stream = futures_util::stream::iter(chunks.into_iter().enumerate()).then(move |(i, c)| async move {
+        if i == 1 {
+            tokio::time::sleep(delay).await;
+        }
+        Ok::<_, std::io::Error>(c)
+    });
+    ([("content-type", "text/event-stream")], axum::body::Body::from_stream(stream)).into_response()
+}
+
+/// A scripted OpenAI-compatible server; returns its base URL and the requests it got.
+async fn scripted_model(
+    script: impl Fn(&Value) -> Reply + Send + Sync + 'static,
+) -> (String, Arc<Mutex<Vec<Value>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(chat_completions))
+        .with_state(Model { script: Arc::new(script), seen: seen.clone() });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/v1"), seen)
+}
+
+async fn server_with_model(base: &str, gateways: Option<GatewayConfig>) -> TestServer {
+    let base = base.to_string();
+    TestServer::start_with(move |c| {
+        c.providers.llm = LlmChoice::Openai;
+        c.providers.openai_base_url = base;
+        c.providers.openai_api_key = Some("test-key".into());
+        if let Some(g) = gateways {
+            c.gateways = g;
+        }
+    })
+    .await
+}
+
+fn call_audio(name: &str, tail_secs: f64) -> Vec<Message> {
+    let fx = Fixture::load(&format!("calls/{name}.mulaw-8k.wav"));
+    let mut frames = fx.frames();
+    frames.extend(std::iter::repeat_n(vec![0xFF; 160], (tail_secs * 50.0) as usize));
+    frames.iter().enumerate().map(|(i, f)| twilio::media(i, f)).collect()
+}
+
+struct Record {
+    status: String,
+    end_reason: Option<String>,
+    turns: Vec<CallTurn>,
+    events: Vec<CallEvent>,
+}
+
+impl Record {
+    fn count(&self, kind: &str) -> usize {
+        self.events.iter().filter(|e| e.kind == kind).count()
+    }
+    /// Texts of the agent's utterances that started playing, in order.
+    fn spoken(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter(|e| e.kind == "agent_started")
+            .map(|e| {
+                let d: Value = serde_json::from_str(e.detail.as_deref().unwrap()).unwrap();
+                d["text"].as_str().unwrap().to_string()
+            })
+            .collect()
+    }
+}
+
+async fn ended_call(s: &TestServer) -> Record {
+    use sqlx::Row;
+    let store = Store::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
+    for _ in 0..200 {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
+        let row = sqlx::query("SELECT id, status, end_reason FROM calls ORDER BY created_at DESC LIMIT 1")
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        if let Some(row) = row {
+            let (id, status, end_reason): (String, String, Option<String>) =
+                (row.get(0), row.get(1), row.get(2));
+            if status != "in-progress" {
+                // Turn responses are written by the recorder just before the call ends.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let rec = Record {
+                    status,
+                    end_reason,
+                    turns: store.list_call_turns(&id).await.unwrap(),
+                    events: store.list_call_events(&id).await.unwrap(),
+                };
+                store.close().await;
+                return rec;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the call never ended");
+}
+
+/// Streams `fixture` to a new agent; returns the client and the ended call's record.
+async fn run_call(s: &TestServer, agent: Value, params: Value, fixture: &str, tail: f64) -> (Client, Record) {
+    let agent = s.agent(agent).await;
+    let mut c = Client::connect(s.addr, "/twilio/media", |n| Some(twilio::mark(n))).await;
+    let mut p = params;
+    p["token"] = json!(s.key);
+    p["agentId"] = agent["id"].clone();
+    c.send(twilio::start(p)).await;
+    c.stream(call_audio(fixture, tail), Duration::from_millis(100)).await;
+    c.send(twilio::stop()).await;
+    c.closed().await;
+    let rec = ended_call(s).await;
+    for t in &rec.turns {
+        eprintln!("turn {}: {:?} -> {:?}", t.seq, t.transcript, t.response);
+    }
+    eprintln!("spoken: {:?}", rec.spoken());
+    (c, rec)
+}
+
+fn messages(req: &Value) -> Vec<(String, String)> {
+    req["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (m["role"].as_str().unwrap().to_string(), m["content"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+fn tool_names(req: &Value) -> Vec<String> {
+    req["tools"]
+        .as_array()
+        .map(|t| t.iter().map(|t| t["function"]["name"].as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+async fn metric_count(s: &TestServer, name: &str) -> f64 {
+    let text = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn each_turn_is_answered_with_the_filled_prompt_and_the_heard_history() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (base, seen) = scripted_model(|_| says(&["Sure", ", no problem."])).await;
+    let s = server_with_model(&base, None).await;
+    let agent = json!({
+        "name": "Riverside", "voiceMode": "hosted", "maxSilenceMs": 60000, "interruptionSensitivity": 0.0,
+        "systemPrompt": "You take bookings for Riverside. The caller's number is {{from}}; their booking is {{booking}}.",
+        "beginMessage": "Riverside, hello.",
+    });
+    let params = json!({"from": "+15550001111", "booking": "R-42"});
+    let (c, rec) = run_call(&s, agent, params, "two-turns", 3.0).await;
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "one model request per caller turn");
+    let first = messages(&seen[0]);
+    assert_eq!(first[0].0, "system");
+    assert!(
+        first[0].1.contains("The caller's number is +15550001111; their booking is R-42."),
+        "{}",
+        first[0].1
+    );
+    assert_eq!(
+        first[1],
+        ("assistant".to_string(), "Riverside, hello.".to_string()),
+        "the greeting is history"
+    );
+    assert_eq!(first.last().unwrap().0, "user");
+    assert!(first.last().unwrap().1.to_lowercase().contains("table"), "{first:?}");
+    assert_eq!(seen[0]["model"], "gpt-4o-mini", "balanced tier");
+    assert_eq!(seen[0]["stream"], true);
+    assert_eq!(tool_names(&seen[0]), ["end_call", "send_message"], "no transferNumber: no transfer tool");
+
+    // The second request carries the first exchange, the reply as it was heard.
+    let second = messages(&seen[1]);
+    assert_eq!(second.len(), first.len() + 2, "{second:?}");
+    assert_eq!(second[first.len()], ("assistant".to_string(), "Sure, no problem.".to_string()));
+    assert!(second.last().unwrap().1.to_lowercase().contains("window"), "{second:?}");
+
+    // Replies recorded per turn and spoken.
+    assert_eq!(rec.turns.len(), 2, "{:?}", rec.turns);
+    for t in &rec.turns {
+        assert_eq!(t.response.as_deref(), Some("Sure, no problem."), "turn {}", t.seq);
+    }
+    let spoken = rec.spoken();
+    assert_eq!(spoken.iter().filter(|t| *t == "Sure, no problem.").count(), 2, "{spoken:?}");
+    assert_eq!(rec.count("reply_audio"), 2);
+    assert!(c.got.frames.len() > 400, "audio flowed");
+    assert_eq!(rec.status, "completed");
+    for name in ["switchboard_turn_latency_seconds_count", "switchboard_llm_ttft_seconds_count"] {
+        assert!(metric_count(&s, name).await >= 2.0, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_goodbye_ends_the_call_after_the_closing_line() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (base, seen) = scripted_model(|_| says(&["We open at nine on Saturday."])).await;
+    let s = server_with_model(&base, None).await;
+    let agent = json!({"name": "Hours", "voiceMode": "hosted", "systemPrompt": "You answer questions about opening hours.",
+                       "beginMessage": "Hello.", "maxSilenceMs": 60000});
+    let (c, rec) = run_call(&s, agent, json!({}), "goodbye", 6.0).await;
+
+    assert_eq!(seen.lock().unwrap().len(), 1, "the goodbye is handled without the model");
+    assert_eq!(rec.turns.len(), 2, "{:?}", rec.turns);
+    let spoken = rec.spoken();
+    assert!(spoken.contains(&"We open at nine on Saturday.".to_string()), "{spoken:?}");
+    assert_eq!(spoken.last().map(String::as_str), Some("Goodbye!"), "{spoken:?}");
+    assert_eq!(rec.end_reason.as_deref(), Some("agent-hangup"));
+    assert_eq!(rec.status, "completed");
+    // The server ended the call: the socket closed before the fixture's 6 s tail ran out.
+    let (_, reason) = c.got.close.clone().expect("closed by the server");
+    assert!(reason.contains("agent-hangup"), "{reason}");
+}
+
+#[tokio::test]
+async fn asking_for_a_person_transfers_to_the_transfer_number() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // The local gateway: records Twilio's call-update request.
+    let hits: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let h = hits.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: String| {
+        let h = h.clone();
+        async move {
+            h.lock().unwrap().push((uri.path().to_string(), body));
+            "{}"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let gateways = GatewayConfig {
+        twilio_account_sid: Some("AC0123".into()),
+        twilio_auth_token: Some("secret".into()),
+        twilio_api_base: gw,
+        ..GatewayConfig::default()
+    };
+    let (base, seen) = scripted_model(|_| says(&["I can help with that."])).await;
+    let s = server_with_model(&base, Some(gateways)).await;
+    let agent = json!({"name": "Desk", "voiceMode": "hosted", "systemPrompt": "You are a help desk.", "beginMessage": "Hello.",
+                       "transferNumber": "+14155550123", "maxSilenceMs": 60000});
+    let (_c, rec) = run_call(&s, agent, json!({}), "transfer", 2.0).await;
+
+    assert!(seen.lock().unwrap().is_empty(), "the intent is clear: no model request");
+    let spoken = rec.spoken();
+    assert_eq!(spoken, ["Hello.", "Let me transfer you now.", "Please hold."], "{spoken:?}");
+    let hits = hits.lock().unwrap().clone();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].0, "/2010-04-01/Accounts/AC0123/Calls/CA0001.json");
+    assert!(
+        hits[0].1.contains("Dial%3E%2B14155550123") || hits[0].1.contains("<Dial>+14155550123"),
+        "{}",
+        hits[0].1
+    );
+    assert_eq!(rec.count("transfer"), 1);
+    assert!(
+        rec.end_reason.as_deref().unwrap_or_default().contains("transferred to +14155550123"),
+        "{:?}",
+        rec.end_reason
+    );
+}
+
+#[tokio::test]
+async fn the_models_end_call_tool_hangs_up_and_a_failure_gets_the_fallback_line() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // Turn 1: the model refuses the request (a bad key: not retried); turn 2: it calls end_call
+    // with its own line.
+    let (base, seen) = scripted_model(|req| {
+        let n = req["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "user").count();
+        if n == 1 {
+            Reply { status: 401, ..Default::default() }
+        } else {
+            Reply { tool: Some(("end_call", json!({"goodbye": "Thanks, bye now."}))), ..says(&[]) }
+        }
+    })
+    .await;
+    let s = server_with_model(&base, None).await;
+    let agent = json!({"name": "Flaky", "voiceMode": "hosted", "systemPrompt": "You help.", "beginMessage": "Hi.", "maxSilenceMs": 60000});
+    let (_c, rec) = run_call(&s, agent, json!({}), "two-turns", 5.0).await;
+
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    let spoken = rec.spoken();
+    assert!(spoken[1].starts_with("I'm sorry, I'm having trouble"), "{spoken:?}");
+    assert_eq!(spoken.last().map(String::as_str), Some("Thanks, bye now."), "{spoken:?}");
+    assert_eq!(rec.count("reply_failed"), 1);
+    assert_eq!(rec.end_reason.as_deref(), Some("agent-hangup"));
+    let errors =
+        metric_count(&s, "switchboard_provider_errors_total{stage=\"llm\",provider=\"openai-chat\"}").await;
+    assert_eq!(errors, 1.0);
+}
+
+#[tokio::test]
+async fn a_slow_model_gets_a_filler_and_an_empty_begin_message_lets_the_model_open() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (base, seen) = scripted_model(|req| {
+        let last =
+            req["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_string();
+        if last.contains("call has just connected") {
+            says(&["Hi, this is the clinic."])
+        } else {
+            Reply { delay_ms: 2500, ..says(&["Let me check that for you."]) }
+        }
+    })
+    .await;
+    let s = server_with_model(&base, None).await;
+    let agent = json!({"name": "Clinic", "voiceMode": "hosted", "systemPrompt": "You are a clinic.", "maxSilenceMs": 60000});
+    let (_c, rec) = run_call(&s, agent, json!({}), "barge-in", 5.0).await;
+
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        messages(&seen[0]).last().unwrap().1.contains("call has just connected"),
+        "the model opens the call"
+    );
+    let spoken = rec.spoken();
+    assert_eq!(spoken.first().map(String::as_str), Some("Hi, this is the clinic."), "{spoken:?}");
+    let filler = spoken.iter().position(|t| t == "One moment, please.").expect("a filler was said");
+    let answer = spoken.iter().position(|t| t == "Let me check that for you.").expect("the reply was said");
+    assert!(filler < answer, "{spoken:?}");
+    assert_eq!(rec.count("filler"), 1);
+}
+
+#[tokio::test]
+async fn a_barge_in_truncates_the_history_to_what_was_heard() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (base, seen) = scripted_model(|_| says(&["Of course."])).await;
+    let s = server_with_model(&base, None).await;
+    let greeting = "Hello and thank you for calling the Riverside restaurant. \
+        We are open every day from noon until eleven in the evening. \
+        I can help you book a table, change a booking, or answer questions about the menu.";
+    let agent = json!({"name": "Long", "voiceMode": "hosted", "systemPrompt": "You help.",
+                       "beginMessage": greeting, "maxSilenceMs": 60000});
+    let (_c, rec) = run_call(&s, agent, json!({}), "barge-in", 3.0).await;
+
+    assert_eq!(rec.count("barge_in"), 1, "{:?}", rec.events);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let m = messages(&seen[0]);
+    let heard = &m[1];
+    assert_eq!(heard.0, "assistant", "{m:?}");
+    assert!(heard.1.ends_with('—'), "a cut sentence is marked: {:?}", heard.1);
+    assert!(heard.1.starts_with("Hello"), "{:?}", heard.1);
+    assert!(!heard.1.contains("noon"), "unheard sentences are not in the history: {:?}", heard.1);
+    assert!(heard.1.len() < "Hello and thank you for calling the Riverside restaurant.".len());
+}
+
+#[tokio::test]
+async fn the_embedded_model_answers_a_recorded_call() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = TestServer::start().await;
+    let agent = json!({
+        "name": "Riverside", "voiceMode": "hosted", "maxSilenceMs": 60000,
+        "systemPrompt": "You are the phone assistant of the Riverside restaurant. You take table bookings.",
+        "beginMessage": "Riverside restaurant, how can I help?",
+    });
+    let (c, rec) = run_call(&s, agent, json!({}), "two-turns", 4.0).await;
+    assert_eq!(rec.turns.len(), 2, "{:?}", rec.turns);
+    for t in &rec.turns {
+        let r = t.response.as_deref().unwrap_or_default();
+        eprintln!("turn {}: {:?} -> {:?}", t.seq, t.transcript, r);
+        assert!(r.split_whitespace().count() >= 2, "turn {} has a spoken reply: {r:?}", t.seq);
+    }
+    assert!(rec.count("reply_audio") >= 2, "{:?}", rec.events);
+    assert!(c.got.frames.len() > 400);
+}
