@@ -38,6 +38,14 @@ pub struct QueueLabels {
     pub queue: String,
 }
 
+/// Labels of the webhook delivery counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    /// `delivered`, `failed` (given up, or a live turn/test without a 2xx answer), `retry`
+    /// (an event attempt failed and is queued again).
+    pub status: String,
+}
+
 /// Labels of an HTTP request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -94,6 +102,8 @@ pub struct Metrics {
     pub endpointing_seconds: Histogram,
     /// Barge-ins, false interruptions, ignored backchannels.
     pub interruptions: Family<KindLabels, Counter>,
+    /// Webhook delivery attempts by outcome.
+    pub webhook_deliveries: Family<StatusLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -169,6 +179,12 @@ impl Metrics {
             "Caller interruptions by kind (barge_in, false, backchannel_ignored)",
             interruptions.clone(),
         );
+        let webhook_deliveries = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts by outcome (delivered, failed, retry)",
+            webhook_deliveries.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -184,6 +200,7 @@ impl Metrics {
             stt_seconds,
             endpointing_seconds,
             interruptions,
+            webhook_deliveries,
         }
     }
 
@@ -205,6 +222,11 @@ impl Metrics {
         self.calls
             .get_or_create(&CallLabels { transport: transport.to_string(), outcome: outcome.to_string() })
             .inc();
+    }
+
+    /// Counts one webhook delivery attempt (`delivered`, `failed`, `retry`).
+    pub fn webhook_delivery(&self, status: &str) {
+        self.webhook_deliveries.get_or_create(&StatusLabels { status: status.to_string() }).inc();
     }
 
     /// Records one finished REST request.
