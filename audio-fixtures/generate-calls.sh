@@ -62,4 +62,17 @@ call goodbye '{"turns": 2, "endsWith": "goodbye"}' en-us 160 \
 call transfer '{"turns": 1, "transfer": true}' en-us 160 \
   0.6 "Can I speak to a real person, please?" \
   5.0
+# An answering machine: a greeting, then a 1 kHz beep (0.5 s, −10 dBFS), then silence while the
+# message is recorded. The agent should leave its voicemailMessage after the beep and hang up.
+sil "$tmp/vm0.wav" 0.5
+say "$tmp/vm1.wav" en-us 165 "Hi, you have reached Sam. I can't take your call right now. Please leave a message after the tone."
+sil "$tmp/vm2.wav" 0.4
+sox -n -r 8000 -c 1 -b 16 "$tmp/beep.wav" synth 0.5 sine 1000 vol 0.316
+sil "$tmp/vm3.wav" 8.0
+sox "$tmp/vm0.wav" "$tmp/vm1.wav" "$tmp/vm2.wav" "$tmp/beep.wav" "$tmp/vm3.wav" -e mu-law -b 8 calls/voicemail.mulaw-8k.wav
+g_end=$(( $(ms "$tmp/vm0.wav") + $(ms "$tmp/vm1.wav") ))
+beep_start=$(( g_end + $(ms "$tmp/vm2.wav") ))
+beep_end=$(( beep_start + $(ms "$tmp/beep.wav") ))
+printf '{\n  "file": "voicemail.mulaw-8k.wav",\n  "format": "G.711 mu-law, 8 kHz, mono",\n  "durationMs": %s,\n  "voice": "en-us",\n  "wpm": 165,\n  "callerTurns": [{"startMs": %s, "endMs": %s, "text": "Hi, you have reached Sam. I can'"'"'t take your call right now. Please leave a message after the tone."}],\n  "expect": {"beepStartMs": %s, "beepEndMs": %s, "voicemail": true}\n}\n' \
+  "$(ms calls/voicemail.mulaw-8k.wav)" "$(ms "$tmp/vm0.wav")" "$g_end" "$beep_start" "$beep_end" > calls/voicemail.json
 ls -l calls/

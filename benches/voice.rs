@@ -110,8 +110,15 @@ async fn one_call(s: &TestServer, agent_id: &Value, name: &str, st: &mut Stages)
     for (i, turn) in turns.iter().enumerate() {
         let seq = detail(turn)["seq"].as_i64().unwrap();
         // The annotated turn whose end is closest before the decision.
-        let Some(&end) = ends.iter().rfind(|&&e| e <= turn.at_ms as f64) else { continue };
         let decided = turn.at_ms as f64;
+        // End of the speech this turn closes: the annotated end of a caller turn, or the VAD's
+        // end when the caller paused inside an annotated turn (the turn was taken there).
+        let annotated = ends.iter().rfind(|&&e| e <= decided).copied();
+        let vad = events
+            .iter()
+            .rfind(|e| e.kind == "speech_ended" && e.at_ms as f64 <= decided)
+            .map(|e| e.at_ms as f64);
+        let Some(end) = annotated.into_iter().chain(vad).reduce(f64::max) else { continue };
         let transcript = events
             .iter()
             .rfind(|e| e.kind == "transcript" && (e.at_ms as f64) <= decided + 1.0)

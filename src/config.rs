@@ -161,6 +161,13 @@ pub struct RawConfig {
     /// API key of the OpenAI-compatible API.
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub openai_api_key: Option<String>,
+    /// Milliseconds before the first retry of a failed webhook event; each next retry doubles
+    /// it (5 attempts in all) [default: 1000].
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_RETRY_BASE_MS")]
+    pub webhook_retry_base_ms: Option<u64>,
+    /// Milliseconds between checks of the webhook event queue [default: 1000].
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_POLL_INTERVAL_MS")]
+    pub webhook_poll_interval_ms: Option<u64>,
     /// TOML file with any of these settings (snake_case keys); flags and environment win over it.
     #[arg(long, env = "SWITCHBOARD_CONFIG")]
     #[serde(skip)]
@@ -196,6 +203,10 @@ pub struct Config {
     pub gateways: GatewayConfig,
     /// Which engines listen and how to reach remote ones.
     pub providers: ProvidersConfig,
+    /// First retry delay of a failed webhook event (doubling after each attempt).
+    pub webhook_retry_base: Duration,
+    /// How often the webhook worker looks for due events.
+    pub webhook_poll_interval: Duration,
 }
 
 /// Engine choices and the OpenAI-compatible endpoint.
@@ -284,6 +295,8 @@ pub enum ConfigError {
     ZeroLlmContexts,
     #[error("stt_workers: must be at least 1")]
     ZeroWorkers,
+    #[error("{setting}: must be at least 1 ms")]
+    ZeroMillis { setting: &'static str },
 }
 
 impl Default for Config {
@@ -302,6 +315,8 @@ impl Default for Config {
             media_start_timeout: Duration::from_secs(10),
             gateways: GatewayConfig::default(),
             providers: ProvidersConfig::default(),
+            webhook_retry_base: Duration::from_secs(1),
+            webhook_poll_interval: Duration::from_secs(1),
         }
     }
 }
@@ -393,6 +408,16 @@ impl RawConfig {
                     openai_api_key: merged.openai_api_key.filter(|k| !k.is_empty()),
                 }
             },
+            webhook_retry_base: millis(
+                "webhook_retry_base_ms",
+                merged.webhook_retry_base_ms,
+                defaults.webhook_retry_base,
+            )?,
+            webhook_poll_interval: millis(
+                "webhook_poll_interval_ms",
+                merged.webhook_poll_interval_ms,
+                defaults.webhook_poll_interval,
+            )?,
         })
     }
 
@@ -440,6 +465,8 @@ impl RawConfig {
             filler_after_ms: self.filler_after_ms.or(lower.filler_after_ms),
             openai_base_url: self.openai_base_url.or(lower.openai_base_url),
             openai_api_key: self.openai_api_key.or(lower.openai_api_key),
+            webhook_retry_base_ms: self.webhook_retry_base_ms.or(lower.webhook_retry_base_ms),
+            webhook_poll_interval_ms: self.webhook_poll_interval_ms.or(lower.webhook_poll_interval_ms),
             config: self.config,
         }
     }
@@ -450,6 +477,14 @@ fn seconds(setting: &'static str, v: Option<u64>, default: Duration) -> Result<D
         None => Ok(default),
         Some(0) => Err(ConfigError::ZeroDuration { setting }),
         Some(s) => Ok(Duration::from_secs(s)),
+    }
+}
+
+fn millis(setting: &'static str, v: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(0) => Err(ConfigError::ZeroMillis { setting }),
+        Some(ms) => Ok(Duration::from_millis(ms)),
     }
 }
 
@@ -482,6 +517,8 @@ mod tests {
         assert!(e.to_string().starts_with("listen:"), "{e}");
         let e = RawConfig { drain_timeout_secs: Some(0), ..Default::default() }.resolve().unwrap_err();
         assert!(e.to_string().contains("drain_timeout_secs"), "{e}");
+        let e = RawConfig { webhook_poll_interval_ms: Some(0), ..Default::default() }.resolve().unwrap_err();
+        assert!(e.to_string().starts_with("webhook_poll_interval_ms:"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "lisen = \"x\"\n").unwrap();

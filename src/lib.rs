@@ -19,8 +19,9 @@
 //! call/          per-call actors (listener, conversation, speaker, playout), turn state machine
 //! audio/         sync DSP: codecs, resampling, denoise, VAD
 //! providers/     engines: stt/ (Whisper tiny.en on candle, OpenAI-compatible), tts/, onnx set-up
+//! webhook/       webhook voice mode (signed agent.message turns), call events queue + worker
 //! ```
-//! Still to come (issues 5–6): the LLM provider, `webhook/`, `loadtest/`.
+//! Still to come (issues 5–6): the LLM provider, `loadtest/`.
 
 pub mod agent;
 pub mod api;
@@ -34,3 +35,4 @@ pub mod server;
 pub mod store;
 pub mod transport;
 pub mod voices;
+pub mod webhook;

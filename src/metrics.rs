@@ -38,6 +38,14 @@ pub struct QueueLabels {
     pub queue: String,
 }
 
+/// Labels of the webhook delivery counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    /// `delivered`, `failed` (given up, or a live turn/test without a 2xx answer), `retry`
+    /// (an event attempt failed and is queued again).
+    pub status: String,
+}
+
 /// Labels of an HTTP request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -102,6 +110,8 @@ pub struct Metrics {
     pub turn_latency_seconds: Histogram,
     /// Provider failures by pipeline stage and provider.
     pub provider_errors: Family<ProviderLabels, Counter>,
+    /// Webhook delivery attempts by outcome.
+    pub webhook_deliveries: Family<StatusLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -210,6 +220,12 @@ impl Metrics {
             "Provider failures by stage (stt, llm, tts, webhook) and provider",
             provider_errors.clone(),
         );
+        let webhook_deliveries = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts by outcome (delivered, failed, retry)",
+            webhook_deliveries.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -229,6 +245,7 @@ impl Metrics {
             tts_ttfb_seconds,
             turn_latency_seconds,
             provider_errors,
+            webhook_deliveries,
         }
     }
 
@@ -256,6 +273,11 @@ impl Metrics {
         self.calls
             .get_or_create(&CallLabels { transport: transport.to_string(), outcome: outcome.to_string() })
             .inc();
+    }
+
+    /// Counts one webhook delivery attempt (`delivered`, `failed`, `retry`).
+    pub fn webhook_delivery(&self, status: &str) {
+        self.webhook_deliveries.get_or_create(&StatusLabels { status: status.to_string() }).inc();
     }
 
     /// Records one finished REST request.

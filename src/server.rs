@@ -32,6 +32,8 @@ pub enum ServerError {
 pub struct Server {
     config: Config,
     state: AppState,
+    /// The process metrics (the webhook worker counts its deliveries there).
+    metrics: Arc<Metrics>,
 }
 
 impl Server {
@@ -61,8 +63,9 @@ impl Server {
             .await
             .map_err(|e| ServerError::Io(std::io::Error::other(e.to_string())))?;
         let engines = Arc::new(engines);
-        let state = AppState::new(Arc::new(config.clone()), store, engines, Arc::new(Metrics::new()));
-        Ok((Self { config, state }, created))
+        let metrics = Arc::new(Metrics::new());
+        let state = AppState::new(Arc::new(config.clone()), store, engines, metrics.clone());
+        Ok((Self { config, state, metrics }, created))
     }
 
     /// The HTTP state (tests use it to reach the store).
@@ -90,10 +93,24 @@ impl Server {
             .into_future();
         let mut serve = tokio::spawn(serve);
         tracing::info!(%addr, "switchboard listening");
+        // Webhook events queued in the database (pending ones from a previous run included).
+        let stop_webhooks = CancellationToken::new();
+        let webhooks = crate::webhook::spawn_worker(
+            self.state.store().clone(),
+            self.state.webhook_http().clone(),
+            self.metrics.clone(),
+            crate::webhook::RetryPolicy {
+                retry_base: self.config.webhook_retry_base,
+                poll_interval: self.config.webhook_poll_interval,
+            },
+            stop_webhooks.clone(),
+        );
 
         tokio::select! {
             res = &mut serve => {
                 // The server ended by itself: an accept-loop error.
+                stop_webhooks.cancel();
+                let _ = webhooks.await;
                 self.state.store().close().await;
                 return flatten(res);
             }
@@ -128,6 +145,9 @@ impl Server {
                 Ok(())
             }
         };
+        // Events still queued (or cut off mid-attempt) stay pending for the next run.
+        stop_webhooks.cancel();
+        let _ = webhooks.await;
         self.state.store().close().await;
         tracing::info!("switchboard stopped");
         result

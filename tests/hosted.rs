@@ -449,3 +449,150 @@ async fn the_embedded_model_answers_a_recorded_call() {
     assert!(rec.count("reply_audio") >= 2, "{:?}", rec.events);
     assert!(c.got.frames.len() > 400);
 }
+
+/// A customer's webhook server: checks every signature, records the envelopes, and answers
+/// caller turns with a streamed (ndjson) reply.
+async fn webhook_server(secret: Arc<Mutex<String>>) -> (String, Arc<Mutex<Vec<Value>>>) {
+    use hmac::{Hmac, Mac};
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let s2 = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (seen, secret) = (s2.clone(), secret.clone());
+            async move {
+                let ts = headers["x-webhook-timestamp"].to_str().unwrap().to_string();
+                let sig = headers["x-webhook-signature"].to_str().unwrap().to_string();
+                let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.lock().unwrap().as_bytes()).unwrap();
+                mac.update(format!("{ts}.").as_bytes());
+                mac.update(&body);
+                let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+                assert_eq!(sig, want, "valid signature");
+                let v: Value = serde_json::from_slice(&body).unwrap();
+                let event = v["event"].as_str().unwrap().to_string();
+                seen.lock().unwrap().push(v);
+                let reply = if event == "agent.message" {
+                    "{\"text\": \"Thanks for calling.\", \"interim\": true}\n{\"text\": \"We have a table for you.\"}\n"
+                } else {
+                    ""
+                };
+                ([("content-type", "application/x-ndjson")], reply)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn a_webhook_agents_turns_reach_its_server_signed_and_the_streamed_reply_is_spoken() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let secret: Arc<Mutex<String>> = Arc::default();
+    let (url, seen) = webhook_server(secret.clone()).await;
+    let s = TestServer::start().await;
+    let agent = s
+        .agent(json!({"name": "Hooked", "beginMessage": "Hello.", "maxSilenceMs": 60000, "interruptionSensitivity": 0.0}))
+        .await;
+    let id = agent["id"].as_str().unwrap();
+    let (status, hook) =
+        s.post(&format!("/v1/agents/{id}/webhook"), json!({"url": url, "contextLimit": 10})).await;
+    assert!(status.is_success(), "{hook}");
+    *secret.lock().unwrap() = hook["secret"].as_str().unwrap().to_string();
+
+    let mut c = Client::connect(s.addr, "/twilio/media", |n| Some(twilio::mark(n))).await;
+    c.send(twilio::start(json!({"token": s.key, "agentId": id, "from": "+15550002222"}))).await;
+    c.stream(call_audio("two-turns", 5.0), Duration::from_millis(100)).await;
+    c.send(twilio::stop()).await;
+    c.closed().await;
+    let rec = ended_call(&s).await;
+    let spoken = rec.spoken();
+    eprintln!("spoken: {spoken:?}");
+
+    // The queued agent.call_ended is delivered by the worker shortly after the call.
+    for _ in 0..100 {
+        if seen.lock().unwrap().iter().any(|v| v["event"] == "agent.call_ended") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    let messages: Vec<&Value> = seen.iter().filter(|v| v["event"] == "agent.message").collect();
+    assert_eq!(messages.len(), 2, "one agent.message per caller turn: {seen:?}");
+    assert_eq!(messages[0]["agentId"], id);
+    assert_eq!(messages[0]["data"]["from"], "+15550002222");
+    assert!(messages[0]["data"]["transcript"].as_str().unwrap().to_lowercase().contains("table"));
+    // The second turn's recent history holds the first exchange as heard.
+    let history: Vec<&str> = messages[1]["recentHistory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["content"].as_str().unwrap())
+        .collect();
+    assert!(history.contains(&"Thanks for calling. We have a table for you."), "{history:?}");
+    // Both streamed lines were spoken, for each turn.
+    assert_eq!(spoken.iter().filter(|t| *t == "Thanks for calling.").count(), 2, "{spoken:?}");
+    assert_eq!(spoken.iter().filter(|t| *t == "We have a table for you.").count(), 2, "{spoken:?}");
+    assert_eq!(rec.turns[0].response.as_deref(), Some("Thanks for calling. We have a table for you."));
+    let ended = seen.iter().find(|v| v["event"] == "agent.call_ended").expect("agent.call_ended delivered");
+    assert!(ended["data"]["transcript"].as_str().unwrap().contains("We have a table for you."), "{ended}");
+}
+
+#[tokio::test]
+async fn an_answering_machine_gets_the_voicemail_message_after_its_beep() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (base, _seen) = scripted_model(|_| says(&["Hello?"])).await;
+    let s = server_with_model(&base, None).await;
+    let message = "Hi Sam, this is Riverside confirming your table for tomorrow.";
+    let agent = json!({"name": "Caller", "voiceMode": "hosted", "systemPrompt": "You confirm bookings.",
+                       "beginMessage": "Hello, this is Riverside.", "voicemailMessage": message, "maxSilenceMs": 60000});
+    let (_c, rec) = run_call(&s, agent, json!({}), "voicemail", 2.0).await;
+
+    let expect = &Fixture::annotation("voicemail.json")["expect"];
+    let beep = rec.events.iter().find(|e| e.kind == "beep").expect("the beep was heard");
+    let (start, end) = (expect["beepStartMs"].as_i64().unwrap(), expect["beepEndMs"].as_i64().unwrap());
+    assert!(beep.at_ms >= start + 200 && beep.at_ms <= end + 40, "beep at {} ms ({start}–{end})", beep.at_ms);
+    let spoken = rec.spoken();
+    assert_eq!(
+        spoken.last().map(String::as_str),
+        Some("Hi Sam, this is Riverside confirming your table for tomorrow.")
+    );
+    let msg_start = rec.events.iter().rfind(|e| e.kind == "agent_started").unwrap().at_ms;
+    assert!(msg_start >= beep.at_ms, "the message starts after the beep");
+    assert_eq!(rec.end_reason.as_deref(), Some("voicemail"));
+}
+
+#[tokio::test]
+async fn a_machine_reported_by_the_gateway_gets_the_message_at_once_or_a_hang_up() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (base, seen) = scripted_model(|_| says(&["Hello?"])).await;
+    let s = server_with_model(&base, None).await;
+    let agent = json!({"name": "Caller", "voiceMode": "hosted", "systemPrompt": "You confirm bookings.",
+                       "beginMessage": "Hello, this is Riverside.", "voicemailMessage": "Please call us back.",
+                       "maxSilenceMs": 60000});
+    let silence: Vec<Message> = (0..150).map(|i| twilio::media(i, &[0xFF; 160])).collect();
+    let agent = s.agent(agent).await;
+    let mut c = Client::connect(s.addr, "/twilio/media", |n| Some(twilio::mark(n))).await;
+    c.send(twilio::start(json!({"token": s.key, "agentId": agent["id"], "answeredBy": "machine_end_beep"})))
+        .await;
+    c.stream(silence, Duration::from_millis(100)).await;
+    c.closed().await;
+    let rec = ended_call(&s).await;
+    assert_eq!(rec.spoken(), ["Please call us back."], "no greeting, only the message");
+    assert_eq!(rec.end_reason.as_deref(), Some("voicemail"));
+    assert!(seen.lock().unwrap().is_empty());
+
+    // Without a voicemailMessage: hang up at once.
+    let agent = s.agent(json!({"name": "Quiet", "beginMessage": "Hello.", "maxSilenceMs": 60000})).await;
+    let mut c = Client::connect(s.addr, "/twilio/media", |n| Some(twilio::mark(n))).await;
+    c.send(twilio::start(json!({"token": s.key, "agentId": agent["id"], "answeredBy": "machine_end_other"})))
+        .await;
+    let silence: Vec<Message> = (0..150).map(|i| twilio::media(i, &[0xFF; 160])).collect();
+    c.stream(silence, Duration::from_millis(100)).await;
+    let (_, reason) = c.closed().await;
+    assert_eq!(reason, "voicemail");
+    let rec = ended_call(&s).await;
+    assert!(rec.spoken().is_empty());
+    assert_eq!(rec.end_reason.as_deref(), Some("voicemail"));
+}

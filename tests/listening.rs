@@ -23,8 +23,7 @@ fn twilio_echo(name: &str) -> Option<Message> {
 }
 
 fn annotation(name: &str) -> Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("audio-fixtures/calls").join(name);
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    Fixture::annotation(name)
 }
 
 /// The fixture as Twilio media messages, then `tail_secs` of silence.

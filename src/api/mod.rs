@@ -66,6 +66,8 @@ struct Inner {
     engines: Arc<crate::providers::Engines>,
     /// False while draining (or later: at capacity); `/readyz` answers 503 then.
     ready: AtomicBool,
+    /// Connection pool for webhook requests (live turns, tests, the event worker).
+    webhook_http: reqwest::Client,
 }
 
 impl AppState {
@@ -89,6 +91,7 @@ impl AppState {
                 metrics,
                 engines,
                 ready: AtomicBool::new(true),
+                webhook_http: crate::webhook::http_client(),
             }),
         }
     }
@@ -110,6 +113,7 @@ impl AppState {
             control: self.inner.control.clone(),
             start_timeout: self.inner.config.media_start_timeout,
             engines: self.inner.engines.clone(),
+            webhook_http: self.inner.webhook_http.clone(),
         }
     }
 
@@ -127,6 +131,11 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The shared client for webhook requests.
+    pub fn webhook_http(&self) -> &reqwest::Client {
+        &self.inner.webhook_http
     }
 
     pub fn is_ready(&self) -> bool {
@@ -149,6 +158,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/agents/{id}/numbers/{number_id}", axum::routing::delete(agents::detach_number))
         .route("/numbers", post(numbers::create).get(numbers::list))
         .route("/numbers/{id}", get(numbers::get).patch(numbers::update).delete(numbers::delete))
+        .merge(crate::webhook::api::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         // Added after the auth layer: media sockets authorise in their start message.
         .route("/media", get(media::native));

@@ -13,11 +13,13 @@ use super::{agents, numbers, ops};
         agents::create, agents::list, agents::get, agents::update, agents::delete, agents::voices, agents::languages,
         agents::attach_number, agents::detach_number,
         numbers::create, numbers::list, numbers::get, numbers::update, numbers::delete,
+        crate::webhook::api::put, crate::webhook::api::get_one, crate::webhook::api::delete,
+        crate::webhook::api::deliveries, crate::webhook::api::test,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "agents"), (name = "numbers"), (name = "operators"))
+    tags((name = "agents"), (name = "numbers"), (name = "webhooks"), (name = "operators"))
 )]
 pub struct ApiDoc;
 

@@ -22,4 +22,5 @@ pub mod sinc;
 pub mod stretch;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod tone;
 pub mod vad;

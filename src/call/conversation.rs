@@ -90,6 +90,8 @@ pub struct AgentCall {
     pub responder: Option<SharedResponder>,
     /// A reply silent for this long gets [`FILLER`].
     pub filler_after: Duration,
+    /// The gateway's answering-machine verdict (`machine_start`, `machine_end_beep`, `human`, …).
+    pub answered_by: Option<String>,
 }
 
 impl AgentCall {
@@ -102,6 +104,7 @@ impl AgentCall {
             variables: Arc::default(),
             responder: None,
             filler_after: Duration::from_millis(1500),
+            answered_by: None,
         }
     }
 }
@@ -243,6 +246,8 @@ pub struct AgentConversation {
     agent_turn_open: bool,
     reply: Option<ActiveReply>,
     after_speech: Option<AfterSpeech>,
+    /// The voicemail message is being left.
+    voicemail: bool,
 }
 
 impl AgentConversation {
@@ -271,6 +276,7 @@ impl AgentConversation {
             agent_turn_open: false,
             reply: None,
             after_speech: None,
+            voicemail: false,
         };
         conv.mirror_timers(&fx);
         conv
@@ -294,16 +300,18 @@ impl AgentConversation {
     }
 
     pub async fn run(mut self, cancel: CancellationToken) {
-        match self.call.config.begin_message.clone().filter(|m| !m.trim().is_empty()) {
-            Some(greeting) => {
-                self.say(&greeting, SayKind::Speech).await;
+        let machine = self.call.answered_by.as_deref().unwrap_or_default();
+        if machine.starts_with("machine_end") || machine == "fax" {
+            // The machine's greeting and beep are over: leave the message now.
+            let now = self.now();
+            self.leave_voicemail(now, "gateway").await;
+        } else if machine.starts_with("machine") {
+            // The machine is greeting: wait for its beep (or the end of its greeting).
+        } else {
+            if let Some(r) = &self.call.responder {
+                r.warm(&self.call.call_id);
             }
-            // Hosted agents without a begin message let the model open the call.
-            None if self.call.config.voice_mode == VoiceMode::Hosted => {
-                let now = self.now();
-                self.start_reply(0, String::new(), 1.0, now).await;
-            }
-            None => {}
+            self.open().await;
         }
         let cancelled = cancel.cancelled();
         tokio::pin!(cancelled);
@@ -335,6 +343,48 @@ impl AgentConversation {
                 }
                 ev = reply => self.on_reply(ev).await,
             }
+        }
+    }
+
+    /// The agent's first words: the begin message, or the model's opening.
+    async fn open(&mut self) {
+        match self.call.config.begin_message.clone().filter(|m| !m.trim().is_empty()) {
+            Some(greeting) => {
+                self.say(&greeting, SayKind::Speech).await;
+            }
+            // Hosted agents without a begin message let the model open the call.
+            None if self.call.config.voice_mode == VoiceMode::Hosted => {
+                let now = self.now();
+                self.start_reply(0, String::new(), 1.0, now).await;
+            }
+            None => {}
+        }
+    }
+
+    /// An answering machine took the call: stop, say `voicemailMessage` (if any), hang up.
+    async fn leave_voicemail(&mut self, now: Duration, by: &str) {
+        if self.voicemail {
+            return;
+        }
+        self.voicemail = true;
+        self.record("voicemail", now, Some(json!({"detectedBy": by})));
+        self.reply = None;
+        if !self.outstanding.is_empty() {
+            let _ = self.io.speaker.send(SpeakerCommand::Cancel).await;
+            let _ = self.io.playout.send(PlayoutCommand::Clear).await;
+            self.cut_through = self.next_utterance - 1;
+            self.outstanding.clear();
+        }
+        self.cut.clear();
+        self.after_speech = None;
+        if self.holding_floor {
+            self.holding_floor = false;
+            self.feed(Event::AgentStopped).await;
+        }
+        let hangup = CallControl::Hangup { reason: "voicemail".into() };
+        match self.call.config.voicemail_message.clone().filter(|m| !m.trim().is_empty()) {
+            Some(message) => self.finish_with(&message, hangup, now).await,
+            None => self.control(hangup, now).await,
         }
     }
 
@@ -404,6 +454,14 @@ impl AgentConversation {
             ListenerEvent::Dtmf { digit, at } => {
                 self.record("dtmf", at, Some(json!({"digit": digit.to_string()})));
                 Event::Dtmf { digit }
+            }
+            ListenerEvent::Beep { hz, at } => {
+                self.record("beep", at, Some(json!({"hz": hz})));
+                // A beep at the start of the call (before any real exchange): a machine.
+                if self.turn_seq <= 1 {
+                    self.leave_voicemail(self.now(), "beep").await;
+                }
+                return;
             }
         };
         self.feed(event).await;
@@ -597,8 +655,13 @@ impl AgentConversation {
                 ended_ms: turn.ended.as_millis() as i64,
             });
         }
-        if self.after_speech.is_some() {
+        if self.after_speech.is_some() || self.voicemail {
             return; // hanging up or transferring: no more replies
+        }
+        if self.call.answered_by.as_deref().is_some_and(|m| m.starts_with("machine")) {
+            // The machine's greeting ended without a beep we could hear: leave the message now.
+            Box::pin(self.leave_voicemail(turn.decided, "gateway")).await;
+            return;
         }
         // The new turn supersedes a reply still pending (dropping it cancels generation).
         if let Some(old) = self.reply.take().filter(|r| !r.done) {
@@ -665,6 +728,9 @@ impl AgentConversation {
                     }
                 }
                 r.text.push_str(&text);
+                if flush {
+                    r.text.push(' '); // streamed lines are separate sentences
+                }
                 let mut pieces = r.chunker.push(&text);
                 if flush {
                     pieces.extend(r.chunker.finish());

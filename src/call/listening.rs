@@ -20,6 +20,7 @@ use prometheus_client::metrics::histogram::Histogram;
 
 use super::{ListenerEvent, PIPELINE_FRAME_SAMPLES};
 use crate::audio::denoise::{DenoiseMode, Denoiser};
+use crate::audio::tone::BeepDetector;
 use crate::audio::vad::{SileroModel, Vad, VadConfig, VadEvent};
 use crate::metrics::Metrics;
 use crate::providers::stt::{SharedStt, SttQuality, SttRequest, Transcription};
@@ -35,6 +36,8 @@ pub const FIRST_PARTIAL: Duration = Duration::from_millis(400);
 pub const PARTIAL_EVERY: Duration = Duration::from_millis(500);
 /// An utterance longer than this is cut into segments (Whisper's window is 30 s).
 pub const MAX_UTTERANCE: Duration = Duration::from_secs(25);
+/// A voicemail beep is looked for during this much of the start of the call.
+const BEEP_WINDOW: Duration = Duration::from_secs(60);
 /// Recent denoised audio kept for the pre-roll (≥ the VAD's start delay + [`PRE_ROLL`]).
 const HISTORY: Duration = Duration::from_millis(1000);
 
@@ -108,6 +111,8 @@ pub struct Listening {
     partial_in_flight: bool,
     stt_partial: Histogram,
     stt_final: Histogram,
+    /// Listens for an answering machine's beep at the start of the call.
+    beep: Option<BeepDetector>,
 }
 
 impl Listening {
@@ -131,6 +136,7 @@ impl Listening {
             partial_in_flight: false,
             stt_partial: metrics.stt("partial"),
             stt_final: metrics.stt(final_pass),
+            beep: Some(BeepDetector::new(crate::call::PIPELINE_RATE_HZ)),
             setup,
         }
     }
@@ -141,6 +147,15 @@ impl Listening {
 
     /// Takes one 20 ms frame; pushes speech events to `events` and STT requests to `jobs`.
     pub fn on_frame(&mut self, frame: &[i16], events: &mut Vec<ListenerEvent>, jobs: &mut Vec<SttJob>) {
+        // On the raw audio: the denoiser would remove a steady tone.
+        if let Some(detector) = self.beep.as_mut() {
+            if let Some(b) = detector.push(frame) {
+                events.push(ListenerEvent::Beep { hz: b.hz, at: FRAME * (self.frame as u32 + 1) });
+            }
+            if self.frame >= frames(BEEP_WINDOW) as u64 {
+                self.beep = None;
+            }
+        }
         self.denoiser.process(frame, &mut self.denoised);
         let (_prob, event) = self.vad.process(&self.denoised);
         let index = self.frame;

@@ -70,6 +70,8 @@ pub enum ListenerEvent {
     Dtmf { digit: char, at: Duration },
     /// The end-of-turn model's probability that the caller has finished (when enabled).
     TurnHint { complete: f32, at: Duration },
+    /// A steady tone (an answering machine's beep) ended the caller's audio so far.
+    Beep { hz: f32, at: Duration },
 }
 
 /// Identifies one agent utterance across speaker, playout and conversation.

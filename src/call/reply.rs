@@ -82,6 +82,9 @@ pub trait Responder: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Starts the reply; returns at once. Dropping the receiver cancels it.
     fn respond(&self, req: ReplyRequest) -> mpsc::Receiver<ReplyEvent>;
+    /// Called once when the call starts: a chance to prepare (e.g. prefill the model's cache
+    /// with the system prompt) so the first reply is fast.
+    fn warm(&self, _call_id: &str) {}
 }
 
 pub type SharedResponder = Arc<dyn Responder>;

@@ -48,6 +48,8 @@ pub struct SessionContext {
     pub start_timeout: Duration,
     /// Speech engines shared by every call.
     pub engines: Arc<crate::providers::Engines>,
+    /// Client for the customers' webhooks (one connection pool).
+    pub webhook_http: reqwest::Client,
 }
 
 /// Why a session ended, as written to the call record and the close frame.
@@ -133,6 +135,7 @@ async fn run_call<Si, St, E>(
     E: std::fmt::Display,
 {
     let transport = wire.protocol().as_str();
+    let agent = matches!(mode, Mode::Agent(_));
     tracing::info!(stream_id = %start.stream_id, loopback = matches!(mode, Mode::Loopback { .. }), "call started");
     let setup = supervisor::CallSetup {
         call_id: &call.id,
@@ -155,6 +158,9 @@ async fn run_call<Si, St, E>(
     close(&mut sink, &ending).await;
     handles.stop().await;
     supervisor::finish(&ctx.store, &call.id, ending.status, &ending.reason).await;
+    if agent {
+        call_ended_event(&ctx, &call, ending.status).await;
+    }
     ctx.metrics.call_outcome(transport, ending.status.as_str());
     drop(admission);
 }
@@ -322,7 +328,7 @@ async fn admit(
     };
     let mode = match (loopback, agent_config) {
         (true, _) => Mode::Loopback { transfer_to: param("transferTo").map(str::to_string) },
-        (false, Some(agent)) => Mode::Agent(Box::new(agent_call(ctx, &call, agent, &start.params))),
+        (false, Some(agent)) => Mode::Agent(Box::new(agent_call(ctx, &call, agent, &start.params).await)),
         (false, None) => {
             let reason = "the call has no agent".to_string();
             supervisor::finish(&ctx.store, &call.id, CallStatus::Failed, &reason).await;
@@ -334,7 +340,7 @@ async fn admit(
 }
 
 /// The agent side of a call: its configuration, the call's variables and who answers.
-fn agent_call(
+async fn agent_call(
     ctx: &SessionContext,
     call: &Call,
     config: AgentConfig,
@@ -357,7 +363,31 @@ fn agent_call(
             ctx.engines.model_tiers.model(config.model_tier).to_string(),
             &variables,
         ),
-        VoiceMode::Webhook => None,
+        VoiceMode::Webhook => {
+            let http = ctx.webhook_http.clone();
+            match crate::webhook::responder_for(
+                &ctx.store,
+                http,
+                ctx.metrics.clone(),
+                &agent_id,
+                webhook_call(call),
+            )
+            .await
+            {
+                Ok(Some(r)) => Some(std::sync::Arc::new(r) as super::reply::SharedResponder),
+                Ok(None) => {
+                    tracing::warn!(
+                        agent_id,
+                        "webhook agent without a webhook: caller turns are recorded, not answered"
+                    );
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(agent_id, error = %e, "cannot load the agent's webhook");
+                    None
+                }
+            }
+        }
     };
     super::conversation::AgentCall {
         call_id: call.id.clone(),
@@ -366,6 +396,57 @@ fn agent_call(
         variables: std::sync::Arc::new(variables),
         responder,
         filler_after: ctx.engines.filler_after,
+        answered_by: params.get("answeredBy").cloned(),
+    }
+}
+
+/// The call as webhooks describe it.
+fn webhook_call(call: &Call) -> crate::webhook::CallInfo {
+    crate::webhook::CallInfo {
+        call_id: call.id.clone(),
+        number_id: call.phone_number_id.clone(),
+        from: call.from_number.clone(),
+        to: call.to_number.clone(),
+        direction: call.direction.clone(),
+    }
+}
+
+/// Queues `agent.call_ended` (the whole transcript, as committed) when the agent has a webhook.
+async fn call_ended_event(ctx: &SessionContext, call: &Call, status: CallStatus) {
+    let Some(agent_id) = call.agent_id.as_deref() else { return };
+    let turns = match ctx.store.list_call_turns(&call.id).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "call_ended: cannot read the call's turns");
+            return;
+        }
+    };
+    let at = |t: &crate::store::CallTurn| t.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut transcript = Vec::with_capacity(turns.len() * 2);
+    for t in &turns {
+        transcript.push(super::reply::HistoryItem {
+            speaker: super::reply::Speaker::Caller,
+            text: t.transcript.clone(),
+            at: at(t),
+        });
+        if let Some(r) = t.response.clone().filter(|r| !r.is_empty()) {
+            transcript.push(super::reply::HistoryItem {
+                speaker: super::reply::Speaker::Agent,
+                text: r,
+                at: at(t),
+            });
+        }
+    }
+    if let Err(e) = crate::webhook::enqueue_call_ended(
+        &ctx.store,
+        agent_id,
+        &webhook_call(call),
+        status.as_str(),
+        &transcript,
+    )
+    .await
+    {
+        tracing::error!(error = %e, "call_ended: cannot queue the event");
     }
 }
 

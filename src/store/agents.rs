@@ -149,13 +149,18 @@ impl Store {
         self.get_agent(id).await
     }
 
-    /// Deletes the agent and detaches its numbers, in one transaction.
+    /// Deletes the agent, detaches its numbers and removes its webhook and deliveries, in one
+    /// transaction.
     pub async fn delete_agent(&self, id: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let deleted_numbers = sqlx::query("UPDATE phone_numbers SET agent_id = NULL WHERE agent_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        // Its webhook and delivery history go with it (the foreign keys cascade too; explicit
+        // deletes keep that true where cascades are off).
+        sqlx::query("DELETE FROM webhook_deliveries WHERE agent_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM agent_webhooks WHERE agent_id = $1").bind(id).execute(&mut *tx).await?;
         let deleted = sqlx::query("DELETE FROM agents WHERE id = $1").bind(id).execute(&mut *tx).await?;
         if deleted.rows_affected() == 0 {
             tx.rollback().await?;

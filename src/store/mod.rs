@@ -1,4 +1,4 @@
-//! The SQL store: agents, phone numbers and API keys behind one [`Store`] boundary.
+//! The SQL store: agents, phone numbers, API keys, calls and webhooks behind one [`Store`] boundary.
 //!
 //! Built on sqlx's `Any` driver with portable SQL (`$n` parameters, TEXT timestamps, BOOLEAN,
 //! BIGINT, DOUBLE PRECISION) so the same migrations and queries serve the embedded SQLite file and,
@@ -10,6 +10,7 @@ mod calls;
 mod keys;
 mod numbers;
 mod turns;
+mod webhooks;
 
 use std::str::FromStr;
 
@@ -22,6 +23,7 @@ pub use calls::{Call, CallStatus, NewCall, MEDIA_TOKEN_PREFIX};
 pub use keys::{ApiKey, NewKey};
 pub use numbers::{NumberPatch, PhoneNumber};
 pub use turns::{CallEvent, CallTurn, NewTurn};
+pub use webhooks::{AttemptRecord, DeliveryStatus, NewDelivery, NewWebhook, Webhook, WebhookDelivery};
 
 /// Store failures. `NotFound` and `Conflict` are expected outcomes the API maps to 404 / 409.
 #[derive(Debug, thiserror::Error)]

@@ -348,7 +348,13 @@ async fn twilio_voice(
     match route_call(&state, Protocol::Twilio, call_sid, field(&params, "From"), to).await {
         Ok(Routed::Agent { call, token }) => {
             let url = format!("{}/twilio/media", base.ws());
-            xml_response(connect_stream(&url, "", &stream_params(&call, &token)))
+            let mut stream = stream_params(&call, &token);
+            // Answering-machine detection (when enabled on the call): `machine_start`,
+            // `machine_end_beep`, `human`, … — the agent leaves its voicemail message on a machine.
+            if let Some(by) = field(&params, "AnsweredBy") {
+                stream.push(("answeredBy", by.to_string()));
+            }
+            xml_response(connect_stream(&url, "", &stream))
         }
         Ok(Routed::Refused) => xml_response(reject_document()),
         Err(e) => e.into_response(),

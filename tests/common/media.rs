@@ -46,6 +46,13 @@ impl Fixture {
         panic!("{name}: no data chunk");
     }
 
+    /// The JSON annotation of a recorded call (`audio-fixtures/calls/NAME`).
+    pub fn annotation(name: &str) -> Value {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("audio-fixtures/calls").join(name);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_str(&text).expect("annotation is JSON")
+    }
+
     /// The fixture cut into 20 ms frames.
     pub fn frames(&self) -> Vec<Vec<u8>> {
         let frame = self.sample_rate_hz as usize / 50 * self.width;
