@@ -28,7 +28,7 @@ use std::time::Duration;
 use common::media::{twilio, Client, Fixture};
 use common::TestServer;
 use serde_json::{json, Value};
-use switchboard::store::{CallEvent, Store};
+use switchboard::store::CallEvent;
 
 fn annotation(name: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -67,30 +67,6 @@ fn pct(v: &[f64], p: f64) -> f64 {
     s[((s.len() - 1) as f64 * p).round() as usize]
 }
 
-async fn last_call_events(s: &TestServer) -> Vec<CallEvent> {
-    use sqlx::Row;
-    let store = Store::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
-    for _ in 0..200 {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
-        let row = sqlx::query("SELECT id, status FROM calls ORDER BY created_at DESC LIMIT 1")
-            .fetch_optional(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        if let Some(row) = row {
-            let (id, status): (String, String) = (row.get(0), row.get(1));
-            if status != "in-progress" {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let events = store.list_call_events(&id).await.unwrap();
-                store.close().await;
-                return events;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the call never ended");
-}
-
 async fn one_call(s: &TestServer, agent_id: &Value, name: &str, st: &mut Stages) {
     let ann = annotation(name);
     let fx = Fixture::load(&format!("calls/{name}.mulaw-8k.wav"));
@@ -102,7 +78,7 @@ async fn one_call(s: &TestServer, agent_id: &Value, name: &str, st: &mut Stages)
     c.stream(msgs, Duration::from_millis(100)).await;
     c.send(twilio::stop()).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), c.closed()).await;
-    let events = last_call_events(s).await;
+    let events = common::ended_call(s).await.events;
 
     let ends: Vec<f64> =
         ann["callerTurns"].as_array().unwrap().iter().map(|t| t["endMs"].as_f64().unwrap()).collect();

@@ -6,9 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::media::{twilio, Client, Fixture};
-use common::TestServer;
+use common::{ended_call, TestServer};
 use serde_json::json;
-use switchboard::store::{CallEvent, CallStatus, CallTurn, Store};
+use switchboard::store::{CallEvent, CallStatus};
 use tokio_tungstenite::tungstenite::Message;
 
 fn twilio_echo(name: &str) -> Option<Message> {
@@ -41,49 +41,6 @@ fn audible_frames(frames: &[Vec<u8>]) -> Vec<usize> {
         .filter(|(_, f)| f.iter().map(|&b| mulaw_decode(b).unsigned_abs()).max().unwrap_or(0) > 500)
         .map(|(i, _)| i)
         .collect()
-}
-
-struct Record {
-    status: CallStatus,
-    end_reason: Option<String>,
-    turns: Vec<CallTurn>,
-    events: Vec<CallEvent>,
-}
-
-/// The only call's record once it has ended (the record is written just after the close).
-async fn ended_call(s: &TestServer) -> Record {
-    let store = Store::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
-    for _ in 0..100 {
-        let (status, _) = s.get("/v1/agents").await;
-        assert!(status.is_success());
-        let id: Option<String> = sqlx_call_id(&s.db_path).await;
-        if let Some(id) = id {
-            let call = store.get_call(&id).await.unwrap();
-            if call.status.is_final() {
-                let rec = Record {
-                    status: call.status,
-                    end_reason: call.end_reason,
-                    turns: store.list_call_turns(&id).await.unwrap(),
-                    events: store.list_call_events(&id).await.unwrap(),
-                };
-                store.close().await;
-                return rec;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the call never ended");
-}
-
-async fn sqlx_call_id(db: &std::path::Path) -> Option<String> {
-    use sqlx::Row;
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.ok()?;
-    let row = sqlx::query("SELECT id FROM calls ORDER BY created_at DESC LIMIT 1")
-        .fetch_optional(&pool)
-        .await
-        .ok()?;
-    pool.close().await;
-    row.map(|r| r.get(0))
 }
 
 fn kinds(events: &[CallEvent]) -> Vec<&str> {

@@ -10,11 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::media::{twilio, Client, Fixture};
-use common::TestServer;
+use common::{ended_call, EndedCall, TestServer};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use switchboard::config::{GatewayConfig, LlmChoice};
-use switchboard::store::{CallEvent, CallTurn, Store};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Real-time calls with embedded Whisper: one at a time on a 2-core machine.
@@ -125,63 +124,14 @@ fn call_audio(name: &str, tail_secs: f64) -> Vec<Message> {
     frames.iter().enumerate().map(|(i, f)| twilio::media(i, f)).collect()
 }
 
-struct Record {
-    status: String,
-    end_reason: Option<String>,
-    turns: Vec<CallTurn>,
-    events: Vec<CallEvent>,
-}
-
-impl Record {
-    fn count(&self, kind: &str) -> usize {
-        self.events.iter().filter(|e| e.kind == kind).count()
-    }
-    /// Texts of the agent's utterances that started playing, in order.
-    fn spoken(&self) -> Vec<String> {
-        self.events
-            .iter()
-            .filter(|e| e.kind == "agent_started")
-            .map(|e| {
-                let d: Value = serde_json::from_str(e.detail.as_deref().unwrap()).unwrap();
-                d["text"].as_str().unwrap().to_string()
-            })
-            .collect()
-    }
-}
-
-async fn ended_call(s: &TestServer) -> Record {
-    use sqlx::Row;
-    let store = Store::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
-    for _ in 0..200 {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
-        let row = sqlx::query("SELECT id, status, end_reason FROM calls ORDER BY created_at DESC LIMIT 1")
-            .fetch_optional(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        if let Some(row) = row {
-            let (id, status, end_reason): (String, String, Option<String>) =
-                (row.get(0), row.get(1), row.get(2));
-            if status != "in-progress" {
-                // Turn responses are written by the recorder just before the call ends.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let rec = Record {
-                    status,
-                    end_reason,
-                    turns: store.list_call_turns(&id).await.unwrap(),
-                    events: store.list_call_events(&id).await.unwrap(),
-                };
-                store.close().await;
-                return rec;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the call never ended");
-}
-
 /// Streams `fixture` to a new agent; returns the client and the ended call's record.
-async fn run_call(s: &TestServer, agent: Value, params: Value, fixture: &str, tail: f64) -> (Client, Record) {
+async fn run_call(
+    s: &TestServer,
+    agent: Value,
+    params: Value,
+    fixture: &str,
+    tail: f64,
+) -> (Client, EndedCall) {
     let agent = s.agent(agent).await;
     let mut c = Client::connect(s.addr, "/twilio/media", |n| Some(twilio::mark(n))).await;
     let mut p = params;
@@ -273,7 +223,7 @@ async fn each_turn_is_answered_with_the_filled_prompt_and_the_heard_history() {
     assert_eq!(spoken.iter().filter(|t| *t == "Sure, no problem.").count(), 2, "{spoken:?}");
     assert_eq!(rec.count("reply_audio"), 2);
     assert!(c.got.frames.len() > 400, "audio flowed");
-    assert_eq!(rec.status, "completed");
+    assert_eq!(rec.status, switchboard::store::CallStatus::Completed);
     for name in ["switchboard_turn_latency_seconds_count", "switchboard_llm_ttft_seconds_count"] {
         assert!(metric_count(&s, name).await >= 2.0, "{name}");
     }
@@ -294,7 +244,7 @@ async fn a_goodbye_ends_the_call_after_the_closing_line() {
     assert!(spoken.contains(&"We open at nine on Saturday.".to_string()), "{spoken:?}");
     assert_eq!(spoken.last().map(String::as_str), Some("Goodbye!"), "{spoken:?}");
     assert_eq!(rec.end_reason.as_deref(), Some("agent-hangup"));
-    assert_eq!(rec.status, "completed");
+    assert_eq!(rec.status, switchboard::store::CallStatus::Completed);
     // The server ended the call: the socket closed before the fixture's 6 s tail ran out.
     let (_, reason) = c.got.close.clone().expect("closed by the server");
     assert!(reason.contains("agent-hangup"), "{reason}");

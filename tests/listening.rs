@@ -8,10 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::media::{twilio, Client, Fixture};
-use common::TestServer;
+use common::{ended_call, EndedCall, TestServer};
 use serde_json::{json, Value};
 use switchboard::providers::stt::wer;
-use switchboard::store::{CallEvent, CallTurn, Store};
 use tokio_tungstenite::tungstenite::Message;
 
 /// These calls run in real time against an embedded Whisper: one at a time, so a 2-core CI
@@ -34,47 +33,7 @@ fn call_audio(name: &str, tail_secs: f64) -> Vec<Message> {
     frames.iter().enumerate().map(|(i, f)| twilio::media(i, f)).collect()
 }
 
-struct Record {
-    turns: Vec<CallTurn>,
-    events: Vec<CallEvent>,
-}
-
-impl Record {
-    fn count(&self, kind: &str) -> usize {
-        self.events.iter().filter(|e| e.kind == kind).count()
-    }
-    fn first(&self, kind: &str) -> Option<&CallEvent> {
-        self.events.iter().find(|e| e.kind == kind)
-    }
-}
-
-async fn ended_call(s: &TestServer) -> Record {
-    use sqlx::Row;
-    let store = Store::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
-    for _ in 0..200 {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
-        let row = sqlx::query("SELECT id, status FROM calls ORDER BY created_at DESC LIMIT 1")
-            .fetch_optional(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        if let Some(row) = row {
-            let (id, status): (String, String) = (row.get(0), row.get(1));
-            if status != "in-progress" {
-                let rec = Record {
-                    turns: store.list_call_turns(&id).await.unwrap(),
-                    events: store.list_call_events(&id).await.unwrap(),
-                };
-                store.close().await;
-                return rec;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the call never ended");
-}
-
-async fn run_call(s: &TestServer, agent: Value, fixture: &str, tail_secs: f64) -> (Client, Record) {
+async fn run_call(s: &TestServer, agent: Value, fixture: &str, tail_secs: f64) -> (Client, EndedCall) {
     let agent = s.agent(agent).await;
     let mut c = Client::connect(s.addr, "/twilio/media", twilio_echo).await;
     c.send(twilio::start(json!({"token": s.key, "agentId": agent["id"]}))).await;

@@ -172,3 +172,71 @@ pub fn assert_detail(got: &(StatusCode, Value), status: u16, needle: &str) {
     let detail = got.1["detail"].as_str().unwrap_or_else(|| panic!("no detail in {}", got.1));
     assert!(detail.contains(needle), "detail {detail:?} lacks {needle:?}");
 }
+
+/// The record of the newest call once it has ended: what the call tests look at.
+pub struct EndedCall {
+    pub id: String,
+    pub status: switchboard::store::CallStatus,
+    pub end_reason: Option<String>,
+    pub turns: Vec<switchboard::store::CallTurn>,
+    pub events: Vec<switchboard::store::CallEvent>,
+}
+
+impl EndedCall {
+    /// Events of `kind`.
+    pub fn count(&self, kind: &str) -> usize {
+        self.events.iter().filter(|e| e.kind == kind).count()
+    }
+
+    pub fn first(&self, kind: &str) -> Option<&switchboard::store::CallEvent> {
+        self.events.iter().find(|e| e.kind == kind)
+    }
+
+    /// Texts of the agent's utterances that started playing, in order.
+    pub fn spoken(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter(|e| e.kind == "agent_started")
+            .filter_map(|e| {
+                let d: Value = serde_json::from_str(e.detail.as_deref()?).ok()?;
+                Some(d["text"].as_str()?.to_string())
+            })
+            .collect()
+    }
+}
+
+/// Waits (up to 10 s) for the newest call on `s` to end; then a moment more for the recorder's
+/// last writes (turn responses), and reads its record.
+pub async fn ended_call(s: &TestServer) -> EndedCall {
+    let store =
+        switchboard::store::Store::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
+    for _ in 0..200 {
+        let newest = {
+            use sqlx::Row;
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
+            let row = sqlx::query("SELECT id FROM calls ORDER BY created_at DESC LIMIT 1")
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            row.map(|r| r.get::<String, _>(0))
+        };
+        if let Some(id) = newest {
+            let call = store.get_call(&id).await.unwrap();
+            if call.status.is_final() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let rec = EndedCall {
+                    status: call.status,
+                    end_reason: call.end_reason,
+                    turns: store.list_call_turns(&id).await.unwrap(),
+                    events: store.list_call_events(&id).await.unwrap(),
+                    id,
+                };
+                store.close().await;
+                return rec;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the call never ended");
+}
