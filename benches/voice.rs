@@ -14,8 +14,10 @@
 //!
 //! - `endpointing`: annotated end of speech → turn decided (VAD hangover + end-of-turn silence);
 //! - `stt`: annotated end of speech → final transcript available (runs during endpointing);
-//! - `llm_ttft`: turn decided → first reply text;
-//! - `to_audio`: first text → first audio frame sent (first sentence complete + TTS + playout);
+//! - `llm_ttft`: turn decided → first reply text (0 when a preemptive reply, asked on the
+//!   tentative transcript, had text before the turn was decided);
+//! - `to_audio`: the later of those two → first audio frame sent (first sentence complete + TTS
+//!   + playout);
 //! - `total`: annotated end of speech → first audio frame sent (server clock);
 //! - `wire`: the same seen by the caller (first audible frame after the end of speech, counted
 //!   in received 20 ms frames).
@@ -79,6 +81,11 @@ async fn one_call(s: &TestServer, agent_id: &Value, name: &str, st: &mut Stages)
     c.send(twilio::stop()).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), c.closed()).await;
     let events = common::ended_call(s).await.events;
+    if std::env::var_os("VERBOSE").is_some() {
+        for e in &events {
+            eprintln!("    {:>6} {:<22} {}", e.at_ms, e.kind, e.detail.as_deref().unwrap_or_default());
+        }
+    }
 
     let ends: Vec<f64> =
         ann["callerTurns"].as_array().unwrap().iter().map(|t| t["endMs"].as_f64().unwrap()).collect();
@@ -116,8 +123,10 @@ async fn one_call(s: &TestServer, agent_id: &Value, name: &str, st: &mut Stages)
         if let Some(t) = transcript {
             st.stt.push(t - end);
         }
-        st.llm_ttft.push(text.at_ms as f64 - decided);
-        st.to_audio.push(audio.at_ms as f64 - text.at_ms as f64);
+        // A preemptive reply's first text may come before the turn is decided.
+        let text_at = (text.at_ms as f64).max(decided);
+        st.llm_ttft.push(text_at - decided);
+        st.to_audio.push(audio.at_ms as f64 - text_at);
         st.total.push(audio.at_ms as f64 - end);
         // The caller's view: first audible frame at or after the end of speech.
         let first = (end / 20.0).ceil() as usize;
@@ -130,8 +139,8 @@ async fn one_call(s: &TestServer, agent_id: &Value, name: &str, st: &mut Stages)
             "  {name} turn {}: endpointing {:.0}  llm_ttft {:.0}  to_audio {:.0}  total {:.0} ms",
             i + 1,
             decided - end,
-            text.at_ms as f64 - decided,
-            audio.at_ms as f64 - text.at_ms as f64,
+            text_at - decided,
+            audio.at_ms as f64 - text_at,
             audio.at_ms as f64 - end
         );
     }

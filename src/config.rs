@@ -155,6 +155,11 @@ pub struct RawConfig {
     /// Say a holding phrase when a reply has not started after this many ms [default: 1500].
     #[arg(long, env = "SWITCHBOARD_FILLER_AFTER_MS")]
     pub filler_after_ms: Option<u64>,
+    /// Ask the language model on the tentative transcript, before the caller's turn is decided
+    /// (dropped if the turn turns out different; costs extra requests with a paid remote model)
+    /// [default: true].
+    #[arg(long, env = "SWITCHBOARD_PREEMPTIVE_REPLIES")]
+    pub preemptive_replies: Option<bool>,
     /// Base URL of the OpenAI-compatible API for remote engines [default: https://api.openai.com/v1].
     #[arg(long, env = "OPENAI_BASE_URL")]
     pub openai_base_url: Option<String>,
@@ -223,6 +228,8 @@ pub struct ProvidersConfig {
     pub model_tiers: crate::providers::llm::ModelTiers,
     /// A reply that has not produced speech after this long gets a holding phrase.
     pub filler_after: Duration,
+    /// Hosted agents ask the model before the turn is decided (see `call::conversation`).
+    pub preemptive_replies: bool,
     pub openai_base_url: String,
     pub openai_api_key: Option<String>,
 }
@@ -239,6 +246,7 @@ impl Default for ProvidersConfig {
             llm_contexts: 2,
             model_tiers: crate::providers::llm::ModelTiers::default(),
             filler_after: Duration::from_millis(1500),
+            preemptive_replies: true,
             openai_base_url: "https://api.openai.com/v1".into(),
             openai_api_key: None,
         }
@@ -401,6 +409,7 @@ impl RawConfig {
                         max: merged.model_max.unwrap_or(d.model_tiers.max),
                     },
                     filler_after: merged.filler_after_ms.map(Duration::from_millis).unwrap_or(d.filler_after),
+                    preemptive_replies: merged.preemptive_replies.unwrap_or(d.preemptive_replies),
                     openai_base_url: merged
                         .openai_base_url
                         .map(|u| u.trim_end_matches('/').to_string())
@@ -463,6 +472,7 @@ impl RawConfig {
             model_balanced: self.model_balanced.or(lower.model_balanced),
             model_max: self.model_max.or(lower.model_max),
             filler_after_ms: self.filler_after_ms.or(lower.filler_after_ms),
+            preemptive_replies: self.preemptive_replies.or(lower.preemptive_replies),
             openai_base_url: self.openai_base_url.or(lower.openai_base_url),
             openai_api_key: self.openai_api_key.or(lower.openai_api_key),
             webhook_retry_base_ms: self.webhook_retry_base_ms.or(lower.webhook_retry_base_ms),

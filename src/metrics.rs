@@ -98,12 +98,17 @@ pub struct Metrics {
     pub frame_processing: Histogram,
     /// Speech-to-text compute per request, by pass (`partial`, `final`, `accurate`).
     pub stt_seconds: HistogramFamily<KindLabels>,
+    /// Speculative final passes (started during the VAD hangover) by outcome: `hit` (used as the
+    /// final transcript), `miss` (the caller spoke again; the result was dropped).
+    pub stt_speculative: Family<KindLabels, Counter>,
     /// End of the caller's speech → the turn handed on.
     pub endpointing_seconds: Histogram,
     /// Barge-ins, false interruptions, ignored backchannels.
     pub interruptions: Family<KindLabels, Counter>,
     /// Reply requested → first text from the language model.
     pub llm_ttft_seconds: Histogram,
+    /// Replies asked on a tentative transcript, by outcome (`used`, `dropped`).
+    pub preemptive_replies: Family<KindLabels, Counter>,
     /// Text handed to the speech engine → its first audio.
     pub tts_ttfb_seconds: Histogram,
     /// End of the caller's speech → first agent audio frame on the wire.
@@ -180,6 +185,12 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             stt_seconds.clone(),
         );
+        let stt_speculative = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "stt_speculative",
+            "Final passes started during the end-of-speech hangover, by outcome (hit, miss)",
+            stt_speculative.clone(),
+        );
         let endpointing_seconds = latency_histogram();
         registry.register_with_unit(
             "endpointing",
@@ -199,6 +210,12 @@ impl Metrics {
             "Reply requested to the language model's first text",
             prometheus_client::registry::Unit::Seconds,
             llm_ttft_seconds.clone(),
+        );
+        let preemptive_replies = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "preemptive_replies",
+            "Replies asked before the caller's turn was decided, by outcome (used, dropped)",
+            preemptive_replies.clone(),
         );
         let tts_ttfb_seconds = latency_histogram();
         registry.register_with_unit(
@@ -239,9 +256,11 @@ impl Metrics {
             playout_late_frames,
             frame_processing,
             stt_seconds,
+            stt_speculative,
             endpointing_seconds,
             interruptions,
             llm_ttft_seconds,
+            preemptive_replies,
             tts_ttfb_seconds,
             turn_latency_seconds,
             provider_errors,
@@ -257,6 +276,11 @@ impl Metrics {
     /// Counts a call's outcome.
     pub fn stt(&self, pass: &str) -> Histogram {
         self.stt_seconds.get_or_create(&KindLabels { kind: pass.to_string() }).clone()
+    }
+
+    /// Counts a preemptive reply's outcome.
+    pub fn preemptive_reply(&self, outcome: &str) {
+        self.preemptive_replies.get_or_create(&KindLabels { kind: outcome.to_string() }).inc();
     }
 
     pub fn provider_error(&self, stage: &str, provider: &str) {

@@ -262,6 +262,11 @@ impl Vad {
         self.segmenter.in_speech()
     }
 
+    /// See [`Segmenter::pending_end`].
+    pub fn pending_end(&self) -> Option<u64> {
+        self.segmenter.pending_end()
+    }
+
     /// Counters since construction or reset.
     pub fn stats(&self) -> VadStats {
         let frames = self.segmenter.next_frame();

@@ -11,6 +11,15 @@
 //! The agent speaks one sentence per utterance, so playout's per-utterance record says exactly
 //! which sentence a barge-in cut, and a resume restarts that sentence.
 //!
+//! **Preemptive replies.** When the listener reports a [`ListenerEvent::Tentative`] transcript
+//! (its final pass ran during the VAD's hangover) and the agent is quiet, the language model is
+//! asked at once with the turn as it would read, before the turn is decided. Its output is held
+//! unspoken; when the turn ends with exactly that text (and nothing else changed), the held
+//! reply is adopted — the model's time to first text overlaps the end-of-turn silence. If the
+//! caller speaks again or the turn reads differently, the reply is dropped (cancelling
+//! generation) and a fresh one is asked as usual. Only the LLM responder preempts: a webhook
+//! would see a message for a turn that may never happen.
+//!
 //! Loopback diagnostics mode has its own controls: any DTMF key clears playout (a barge-in),
 //! `0` hangs up, and `*` transfers to the `transferTo` start parameter.
 
@@ -27,7 +36,9 @@ use super::recorder::Recorder;
 use super::reply::{HistoryItem, ReplyAction, ReplyEvent, ReplyRequest, SharedResponder, Speaker};
 use super::sentences::sentences;
 use super::sentences::SentenceChunker;
-use super::turn::{CallerTurn, Effect, Event, InputSource, TimerKind, TurnConfig, TurnMachine};
+use super::turn::{
+    is_backchannel, CallerTurn, Effect, Event, InputSource, TimerKind, TurnConfig, TurnMachine,
+};
 use super::{CallControl, ListenerEvent, PlayoutCommand, PlayoutEvent, SpeakerCommand, UtteranceId};
 use crate::agent::{AgentConfig, VoiceMode};
 use crate::audio::vad::VadConfig;
@@ -90,6 +101,8 @@ pub struct AgentCall {
     pub responder: Option<SharedResponder>,
     /// A reply silent for this long gets [`FILLER`].
     pub filler_after: Duration,
+    /// Ask the model on tentative transcripts (LLM responders only).
+    pub preemptive: bool,
     /// The gateway's answering-machine verdict (`machine_start`, `machine_end_beep`, `human`, …).
     pub answered_by: Option<String>,
 }
@@ -104,6 +117,7 @@ impl AgentCall {
             variables: Arc::default(),
             responder: None,
             filler_after: Duration::from_millis(1500),
+            preemptive: false,
             answered_by: None,
         }
     }
@@ -208,6 +222,17 @@ struct ActiveReply {
     pieces: usize,
     /// The stream has ended.
     done: bool,
+    /// Started on a tentative transcript: not adopted yet.
+    preempt: Option<Preempt>,
+}
+
+/// A reply asked before its turn was decided; its events wait here.
+struct Preempt {
+    /// The caller turn it answers, as predicted.
+    text: String,
+    /// The history it was asked with (the current one plus what a barge-in let the caller hear).
+    history: Vec<HistoryItem>,
+    buffered: Vec<ReplyEvent>,
 }
 
 /// A hang-up or transfer waiting for the agent's last line to be heard.
@@ -431,6 +456,8 @@ impl AgentConversation {
         let event = match ev {
             ListenerEvent::SpeechStarted { at } => {
                 self.record("speech_started", at, None);
+                // The caller goes on: a reply asked on the turn so far is moot.
+                self.drop_preempted("caller-resumed");
                 Event::SpeechStarted { at }
             }
             ListenerEvent::SpeechEnded { at } => {
@@ -446,6 +473,14 @@ impl AgentConversation {
                                "arrivedMs": self.now().as_millis() as u64})),
                 );
                 Event::Final { text, confidence, start, end }
+            }
+            ListenerEvent::Tentative { text, confidence } => {
+                self.preempt(text, confidence).await;
+                return;
+            }
+            ListenerEvent::SpeechResumed => {
+                self.drop_preempted("caller-resumed");
+                return;
             }
             ListenerEvent::TurnHint { complete, at } => {
                 self.record("turn_hint", at, Some(json!({"complete": complete})));
@@ -544,16 +579,7 @@ impl AgentConversation {
 
     /// The caller heard `text` (a whole sentence, or the part before a cut).
     fn heard(&mut self, text: String) {
-        match self.history.last_mut() {
-            Some(last) if self.agent_turn_open && last.speaker == Speaker::Agent => {
-                last.text.push(' ');
-                last.text.push_str(&text);
-            }
-            _ => {
-                self.history.push(HistoryItem { speaker: Speaker::Agent, text, at: now_rfc3339() });
-                self.agent_turn_open = true;
-            }
-        }
+        heard_into(&mut self.history, &mut self.agent_turn_open, text);
     }
 
     /// Tells the machine the agent has stopped once nothing that holds the floor is pending.
@@ -664,29 +690,122 @@ impl AgentConversation {
             return;
         }
         // The new turn supersedes a reply still pending (dropping it cancels generation).
-        if let Some(old) = self.reply.take().filter(|r| !r.done) {
-            self.record_response(old.seq, &old.text);
+        if self.reply.as_ref().is_some_and(|r| r.preempt.is_none()) {
+            if let Some(old) = self.reply.take().filter(|r| !r.done) {
+                self.record_response(old.seq, &old.text);
+            }
         }
         for part in std::mem::take(&mut self.heard_of_cut) {
             self.heard(part);
         }
         self.cut.clear();
+        if self.adopt_preempted(&turn).await {
+            return;
+        }
         let seq = self.turn_seq;
         self.start_reply(seq, turn.text, turn.confidence, turn.ended).await;
     }
 
+    /// A tentative transcript arrived: ask the model now, unless anything could make the
+    /// answer differ from the one the decided turn would get.
+    async fn preempt(&mut self, text: String, confidence: f32) {
+        let quiet = !self.hung_up
+            && !self.voicemail
+            && self.after_speech.is_none()
+            && !self.holding_floor
+            && self.outstanding.is_empty()
+            && !self.call.answered_by.as_deref().is_some_and(|m| m.starts_with("machine"));
+        let llm = self.call.preemptive && self.call.responder.as_ref().is_some_and(|r| r.name() == "llm");
+        // A reply a barge-in paused counts as superseded: these words make the interruption real.
+        let free = self.reply.as_ref().is_none_or(|r| r.done || r.paused || r.preempt.is_some());
+        let mut predicted = self.machine.turn_text().to_string();
+        if !predicted.is_empty() {
+            predicted.push(' ');
+        }
+        predicted.push_str(text.trim());
+        if !(quiet && llm && free) || is_backchannel(&predicted) {
+            return;
+        }
+        self.drop_preempted("superseded");
+        if let Some(old) = self.reply.take().filter(|r| !r.done) {
+            self.record_response(old.seq, &old.text);
+        }
+        // The history the decided turn will be answered with.
+        let mut history = self.history.clone();
+        let mut open = self.agent_turn_open;
+        for part in &self.heard_of_cut {
+            heard_into(&mut history, &mut open, part.clone());
+        }
+        let now = self.now();
+        self.record("reply_preempted", now, Some(json!({"text": predicted})));
+        let seq = self.turn_seq + 1;
+        self.ask(seq, predicted, confidence, now, Some(history));
+    }
+
+    /// Drops a preemptively asked reply (dropping its stream cancels generation).
+    fn drop_preempted(&mut self, why: &str) {
+        if self.reply.as_ref().is_some_and(|r| r.preempt.is_some()) {
+            self.reply = None;
+            self.io.metrics.preemptive_reply("dropped");
+            let now = self.now();
+            self.record("reply_preempt_dropped", now, Some(json!({"why": why})));
+        }
+    }
+
+    /// The turn ended: if a reply was asked for exactly this turn, speak it. True if adopted.
+    async fn adopt_preempted(&mut self, turn: &CallerTurn) -> bool {
+        let matches = self
+            .reply
+            .as_ref()
+            .and_then(|r| r.preempt.as_ref())
+            .is_some_and(|p| p.text == turn.text && same_history(&p.history, &self.history));
+        if !matches {
+            self.drop_preempted("turn-differs");
+            return false;
+        }
+        let now = self.now();
+        let Some(r) = self.reply.as_mut() else { return false };
+        let Some(p) = r.preempt.take() else { return false };
+        r.turn_ended = turn.ended;
+        if !r.got_text {
+            r.filler_at = Some(now + self.call.filler_after);
+        }
+        self.io.metrics.preemptive_reply("used");
+        self.history.push(HistoryItem { speaker: Speaker::Caller, text: p.text, at: now_rfc3339() });
+        self.agent_turn_open = false;
+        for ev in p.buffered {
+            self.on_reply(Some(ev)).await;
+        }
+        true
+    }
+
     /// Asks the responder to answer `caller_text` (empty: open the call).
     async fn start_reply(&mut self, seq: i64, caller_text: String, confidence: f32, turn_ended: Duration) {
+        self.ask(seq, caller_text, confidence, turn_ended, None);
+    }
+
+    /// Starts the reply. A preemptive one (asked with the `preempt` history it predicts) holds
+    /// its events and leaves the history alone.
+    fn ask(
+        &mut self,
+        seq: i64,
+        caller_text: String,
+        confidence: f32,
+        turn_ended: Duration,
+        preempt: Option<Vec<HistoryItem>>,
+    ) {
         let Some(responder) = self.call.responder.clone() else { return };
         let req = ReplyRequest {
             call_id: self.call.call_id.clone(),
             agent_id: self.call.agent_id.clone(),
-            history: self.history.clone(),
+            history: preempt.clone().unwrap_or_else(|| self.history.clone()),
             caller_text: caller_text.clone(),
             confidence,
             variables: Arc::clone(&self.call.variables),
         };
-        if !caller_text.trim().is_empty() {
+        let preempt =
+            preempt.map(|history| Preempt { text: caller_text.clone(), history, buffered: Vec::new() });
+        if preempt.is_none() && !caller_text.trim().is_empty() {
             self.history.push(HistoryItem { speaker: Speaker::Caller, text: caller_text, at: now_rfc3339() });
             self.agent_turn_open = false;
         }
@@ -699,34 +818,39 @@ impl AgentConversation {
             turn_ended,
             got_text: false,
             first_utterance: None,
-            filler_at: Some(now + self.call.filler_after),
+            filler_at: preempt.is_none().then_some(now + self.call.filler_after),
             paused: false,
             held: Vec::new(),
             text: String::new(),
             pieces: 0,
             done: false,
+            preempt,
         });
     }
 
     async fn on_reply(&mut self, ev: Option<ReplyEvent>) {
         let now = self.now();
         let Some(r) = self.reply.as_mut() else { return };
+        if matches!(ev, Some(ReplyEvent::Text { .. })) && !r.got_text {
+            r.got_text = true;
+            let (seq, since) = (r.seq, now.saturating_sub(r.asked));
+            if let Some(rec) = self.io.recorder.as_mut() {
+                let detail = json!({"seq": seq, "sinceAskedMs": since.as_millis() as u64, "preemptive": r.preempt.is_some()});
+                rec.event("reply_text", now.as_millis() as u64, Some(detail));
+            }
+            if self.call.responder.as_ref().is_some_and(|x| x.name() == "llm") {
+                self.io.metrics.llm_ttft_seconds.observe(since.as_secs_f64());
+            }
+        }
+        if let Some(p) = r.preempt.as_mut() {
+            // Not adopted yet: hold everything (text, actions, the end) until the turn ends.
+            let ev = ev.unwrap_or(ReplyEvent::Done);
+            r.done = matches!(ev, ReplyEvent::Done | ReplyEvent::Failed { .. });
+            p.buffered.push(ev);
+            return;
+        }
         match ev {
             Some(ReplyEvent::Text { text, flush }) => {
-                if !r.got_text {
-                    r.got_text = true;
-                    let (seq, since) = (r.seq, now.saturating_sub(r.asked));
-                    if let Some(rec) = self.io.recorder.as_mut() {
-                        rec.event(
-                            "reply_text",
-                            now.as_millis() as u64,
-                            Some(json!({"seq": seq, "sinceAskedMs": since.as_millis() as u64})),
-                        );
-                    }
-                    if self.call.responder.as_ref().is_some_and(|x| x.name() == "llm") {
-                        self.io.metrics.llm_ttft_seconds.observe(now.saturating_sub(r.asked).as_secs_f64());
-                    }
-                }
                 r.text.push_str(&text);
                 if flush {
                     r.text.push(' '); // streamed lines are separate sentences
@@ -868,6 +992,25 @@ impl AgentConversation {
     }
 }
 
+/// Adds what the caller heard of the agent to `history` (extending the agent's open item).
+fn heard_into(history: &mut Vec<HistoryItem>, agent_turn_open: &mut bool, text: String) {
+    match history.last_mut() {
+        Some(last) if *agent_turn_open && last.speaker == Speaker::Agent => {
+            last.text.push(' ');
+            last.text.push_str(&text);
+        }
+        _ => {
+            history.push(HistoryItem { speaker: Speaker::Agent, text, at: now_rfc3339() });
+            *agent_turn_open = true;
+        }
+    }
+}
+
+/// Two histories say the same (times aside).
+fn same_history(a: &[HistoryItem], b: &[HistoryItem]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.speaker == y.speaker && x.text == y.text)
+}
+
 /// What the caller heard of `text` when it was cut after `played_ms` (estimated from the
 /// speaking rate): the first words, marked as cut off; `None` when nothing was heard.
 fn heard_part(text: &str, played_ms: u64, speed: f64) -> Option<String> {
@@ -910,5 +1053,202 @@ mod tests {
     fn speakable_drops_markup() {
         assert_eq!(speakable("**Sure!** We open at `9`."), "Sure! We open at 9.");
         assert_eq!(speakable("# Title"), "Title");
+    }
+}
+
+#[cfg(test)]
+mod preempt_tests {
+    //! Preemptive replies, driven event by event on a paused clock with a scripted responder.
+
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::agent::{AmbientSound, DenoisingMode, ModelTier, SttMode};
+
+    /// Remembers every request; answers each with `reply` (unless the reply is dropped first).
+    struct Scripted {
+        asked: Mutex<Vec<ReplyRequest>>,
+        /// Per request: whether its receiver was dropped (generation cancelled).
+        streams: Mutex<Vec<mpsc::Sender<ReplyEvent>>>,
+        reply: &'static str,
+    }
+
+    impl Responder for Scripted {
+        fn name(&self) -> &'static str {
+            "llm"
+        }
+        fn respond(&self, req: ReplyRequest) -> mpsc::Receiver<ReplyEvent> {
+            self.asked.lock().unwrap().push(req);
+            let (tx, rx) = mpsc::channel(8);
+            let reply = self.reply;
+            let sender = tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = tx.send(ReplyEvent::Text { text: reply.into(), flush: false }).await;
+                let _ = tx.send(ReplyEvent::Done).await;
+            });
+            self.streams.lock().unwrap().push(sender);
+            rx
+        }
+    }
+
+    use super::super::reply::Responder;
+
+    struct Harness {
+        listener: mpsc::Sender<ListenerEvent>,
+        _playout_events: mpsc::Sender<PlayoutEvent>,
+        speaker: mpsc::Receiver<SpeakerCommand>,
+        responder: Arc<Scripted>,
+        _playout: mpsc::Receiver<PlayoutCommand>,
+        _control: mpsc::Receiver<CallControl>,
+        cancel: CancellationToken,
+        call_start: Instant,
+    }
+
+    fn agent() -> AgentConfig {
+        AgentConfig {
+            name: "A".into(),
+            description: None,
+            voice_mode: VoiceMode::Hosted,
+            enable_messaging: false,
+            model_tier: ModelTier::Balanced,
+            system_prompt: None,
+            begin_message: Some("Hello.".into()),
+            voice: "joe".into(),
+            transfer_number: None,
+            voicemail_message: None,
+            stt_mode: SttMode::Fast,
+            ambient_sound: AmbientSound::None,
+            denoising_mode: DenoisingMode::NoiseCancellation,
+            max_silence_ms: 600_000,
+            voice_speed: 1.0,
+            interruption_sensitivity: 0.8,
+            enable_backchannel: false,
+            language: "en-US".into(),
+        }
+    }
+
+    /// Starts a call whose greeting has been played in full.
+    async fn start(preemptive: bool) -> Harness {
+        let responder =
+            Arc::new(Scripted { asked: Mutex::default(), streams: Mutex::default(), reply: "Sure thing." });
+        let (listener_tx, listener) = mpsc::channel(16);
+        let (playout_events_tx, playout_events) = mpsc::channel(16);
+        let (speaker_tx, mut speaker) = mpsc::channel(16);
+        let (playout, playout_rx) = mpsc::channel(16);
+        let (control, control_rx) = mpsc::channel(16);
+        let call_start = Instant::now();
+        let io = ConversationIo {
+            listener,
+            playout_events,
+            speaker: speaker_tx,
+            playout,
+            control,
+            recorder: None,
+            metrics: Arc::new(Metrics::new()),
+            call_start,
+        };
+        let call = AgentCall {
+            responder: Some(responder.clone() as SharedResponder),
+            preemptive,
+            ..AgentCall::listening_only(agent())
+        };
+        let cancel = CancellationToken::new();
+        tokio::spawn(AgentConversation::new(call, io).run(cancel.clone()));
+        let Some(SpeakerCommand::Say { utterance_id, .. }) = speaker.recv().await else { panic!("greeting") };
+        let at = Duration::from_millis(100);
+        playout_events_tx.send(PlayoutEvent::Started { utterance_id, at }).await.unwrap();
+        playout_events_tx.send(PlayoutEvent::Sent { utterance_id, sent_ms: 600 }).await.unwrap();
+        Harness {
+            listener: listener_tx,
+            _playout_events: playout_events_tx,
+            speaker,
+            responder,
+            _playout: playout_rx,
+            _control: control_rx,
+            cancel,
+            call_start,
+        }
+    }
+
+    impl Harness {
+        /// Sends `ev` at `ms` of media time.
+        async fn send(&self, ms: u64, ev: ListenerEvent) {
+            tokio::time::sleep_until(self.call_start + s(ms)).await;
+            self.listener.send(ev).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        fn asked(&self) -> Vec<String> {
+            self.responder.asked.lock().unwrap().iter().map(|r| r.caller_text.clone()).collect()
+        }
+        fn cancelled(&self) -> Vec<bool> {
+            self.responder.streams.lock().unwrap().iter().map(|s| s.is_closed()).collect()
+        }
+        /// What the speaker was asked to say next (within `ms`).
+        async fn said(&mut self, ms: u64) -> Option<String> {
+            match tokio::time::timeout(Duration::from_millis(ms), self.speaker.recv()).await {
+                Ok(Some(SpeakerCommand::Say { text, .. })) => Some(text),
+                _ => None,
+            }
+        }
+    }
+
+    fn s(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    fn final_(text: &str, start: u64, end: u64) -> ListenerEvent {
+        ListenerEvent::Final { text: text.into(), confidence: 0.9, start: s(start), end: s(end) }
+    }
+
+    fn tentative(text: &str) -> ListenerEvent {
+        ListenerEvent::Tentative { text: text.into(), confidence: 0.9 }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_asked_on_the_tentative_transcript_is_spoken_when_the_turn_matches() {
+        let mut h = start(true).await;
+        h.send(1000, ListenerEvent::SpeechStarted { at: s(1000) }).await;
+        h.send(2250, tentative("Can I book a table?")).await;
+        assert_eq!(h.asked(), ["Can I book a table?"], "asked before the turn is decided");
+        assert_eq!(h.said(200).await, None, "held until the turn ends");
+        h.send(2300, ListenerEvent::SpeechEnded { at: s(2000) }).await;
+        h.send(2300, final_("Can I book a table?", 1000, 2000)).await;
+        assert_eq!(h.said(2000).await.as_deref(), Some("Sure thing."));
+        assert_eq!(h.asked().len(), 1, "the held reply was used, not asked again");
+        let req = h.responder.asked.lock().unwrap()[0].clone();
+        assert_eq!(req.history.len(), 1, "the greeting, as heard");
+        h.cancel.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_who_goes_on_gets_a_fresh_reply_to_the_whole_turn() {
+        let mut h = start(true).await;
+        h.send(1000, ListenerEvent::SpeechStarted { at: s(1000) }).await;
+        h.send(1700, tentative("I'd like")).await;
+        h.send(1750, ListenerEvent::SpeechResumed).await;
+        assert_eq!(h.cancelled(), [true], "dropped when the caller went on");
+        h.send(3250, tentative("I'd like a table for two.")).await;
+        h.send(3300, ListenerEvent::SpeechEnded { at: s(3000) }).await;
+        // The listener's final differs from the last tentative (say, a later segment).
+        h.send(3300, final_("I'd like a table for two, please.", 1000, 3000)).await;
+        assert_eq!(h.said(2000).await.as_deref(), Some("Sure thing."));
+        assert_eq!(h.asked(), ["I'd like", "I'd like a table for two.", "I'd like a table for two, please."]);
+        assert!(h.cancelled()[1], "the mismatched reply was dropped");
+        assert_eq!(h.said(300).await, None, "one reply spoken");
+        h.cancel.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_preemption_the_model_is_asked_once_the_turn_ends() {
+        let mut h = start(false).await;
+        h.send(1000, ListenerEvent::SpeechStarted { at: s(1000) }).await;
+        h.send(2250, tentative("Can I book a table?")).await;
+        assert!(h.asked().is_empty());
+        h.send(2300, ListenerEvent::SpeechEnded { at: s(2000) }).await;
+        h.send(2300, final_("Can I book a table?", 1000, 2000)).await;
+        assert_eq!(h.said(2000).await.as_deref(), Some("Sure thing."));
+        assert_eq!(h.asked(), ["Can I book a table?"]);
+        h.cancel.cancel();
     }
 }

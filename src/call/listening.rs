@@ -8,6 +8,14 @@
 //! enough, one at a time; when the VAD ends the utterance, its final pass runs on the trimmed
 //! audio (from [`PRE_ROLL`] before the first voiced frame to [`POST_ROLL`] after the last).
 //!
+//! **Speculative final pass.** The VAD ends speech only after its hangover (300 ms of silence),
+//! but the audio the final pass needs is complete [`POST_ROLL`] after the last voiced frame. So
+//! as soon as the caller has been silent that long, the final pass starts on exactly the audio
+//! the real one would get. If the VAD then ends the utterance at that same frame, the
+//! speculative result *is* the final transcript (arriving up to a hangover earlier); if the
+//! caller speaks again first, it is dropped when it arrives (counted as a miss). The cost is one
+//! extra pass per mid-utterance pause longer than [`POST_ROLL`].
+//!
 //! Times are media time: the frame index × 20 ms, minus the denoiser's constant latency.
 
 use std::collections::VecDeque;
@@ -16,20 +24,21 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::{ListenerEvent, PIPELINE_FRAME_SAMPLES};
 use crate::audio::denoise::{DenoiseMode, Denoiser};
 use crate::audio::tone::BeepDetector;
 use crate::audio::vad::{SileroModel, Vad, VadConfig, VadEvent};
-use crate::metrics::Metrics;
+use crate::metrics::{KindLabels, Metrics};
 use crate::providers::stt::{SharedStt, SttQuality, SttRequest, Transcription};
 use crate::providers::turn_detect::SmartTurn;
 
 /// Audio kept before the VAD's speech start (its start is back-dated; words begin softly).
 pub const PRE_ROLL: Duration = Duration::from_millis(200);
 /// Audio kept after the VAD's speech end.
-pub const POST_ROLL: Duration = Duration::from_millis(150);
+pub const POST_ROLL: Duration = Duration::from_millis(100);
 /// The first partial hypothesis after this much speech.
 pub const FIRST_PARTIAL: Duration = Duration::from_millis(400);
 /// Then one every this much new speech (while none is in flight).
@@ -85,7 +94,22 @@ enum JobResult {
 enum JobKind {
     Partial,
     Final,
+    /// A final pass started before the VAD's end of speech.
+    Speculative,
     Hint,
+}
+
+/// The speculative final pass of the current utterance.
+struct Speculation {
+    seq: u64,
+    /// The end of speech it assumed (media time of the first silent frame).
+    end: Duration,
+    /// The VAD has ended the utterance there: the result is the final transcript.
+    promoted: bool,
+    /// Its result was announced as [`ListenerEvent::Tentative`].
+    announced: bool,
+    /// The result, once in (while not yet promoted).
+    done: Option<SttDone>,
 }
 
 struct Utterance {
@@ -109,8 +133,11 @@ pub struct Listening {
     utterance: Option<Utterance>,
     next_seq: u64,
     partial_in_flight: bool,
+    speculation: Option<Speculation>,
     stt_partial: Histogram,
     stt_final: Histogram,
+    speculative_hit: Counter,
+    speculative_miss: Counter,
     /// Listens for an answering machine's beep at the start of the call.
     beep: Option<BeepDetector>,
 }
@@ -124,6 +151,11 @@ impl Listening {
             SttQuality::Accurate => "accurate",
             _ => "final",
         };
+        // One statement each: the family's read guard lives to the end of its statement.
+        let speculative_hit =
+            metrics.stt_speculative.get_or_create(&KindLabels { kind: "hit".into() }).clone();
+        let speculative_miss =
+            metrics.stt_speculative.get_or_create(&KindLabels { kind: "miss".into() }).clone();
         Self {
             denoiser,
             denoised: vec![0; PIPELINE_FRAME_SAMPLES],
@@ -134,8 +166,11 @@ impl Listening {
             utterance: None,
             next_seq: 1,
             partial_in_flight: false,
+            speculation: None,
             stt_partial: metrics.stt("partial"),
             stt_final: metrics.stt(final_pass),
+            speculative_hit,
+            speculative_miss,
             beep: Some(BeepDetector::new(crate::call::PIPELINE_RATE_HZ)),
             setup,
         }
@@ -182,6 +217,56 @@ impl Listening {
             return;
         }
         self.maybe_partial(jobs);
+        self.check_speculation(events);
+        self.maybe_speculate(jobs);
+    }
+
+    /// The caller spoke again after the pause a speculative pass assumed: it is void.
+    fn check_speculation(&mut self, events: &mut Vec<ListenerEvent>) {
+        let Some(s) = self.speculation.as_ref().filter(|s| !s.promoted) else { return };
+        if self.vad.pending_end().map(|e| self.at(e)) == Some(s.end) {
+            return;
+        }
+        if s.announced {
+            events.push(ListenerEvent::SpeechResumed);
+        }
+        self.speculation = None;
+        self.speculative_miss.inc();
+    }
+
+    /// Starts the final pass early once the caller has been silent for [`POST_ROLL`].
+    fn maybe_speculate(&mut self, jobs: &mut Vec<SttJob>) {
+        let (Some(stt), Some(end), Some(u)) = (&self.setup.stt, self.vad.pending_end(), &self.utterance)
+        else {
+            return;
+        };
+        if self.frame.saturating_sub(end) < frames(POST_ROLL) as u64 {
+            return;
+        }
+        let end_at = self.at(end);
+        if self.speculation.as_ref().is_some_and(|s| s.seq == u.seq && s.end == end_at) {
+            return;
+        }
+        if self.speculation.take().is_some() {
+            self.speculative_miss.inc();
+        }
+        let req = SttRequest {
+            pcm_16k: to_f32(&u.samples[..self.trimmed_len(u, end)]),
+            language: self.setup.language.clone(),
+            quality: self.setup.final_quality,
+        };
+        let start = self.at(u.start_frame);
+        jobs.push(job(stt.clone(), req, u.seq, JobKind::Speculative, start, end_at));
+        self.speculation =
+            Some(Speculation { seq: u.seq, end: end_at, promoted: false, announced: false, done: None });
+    }
+
+    /// Samples of `u` up to [`POST_ROLL`] after speech that ended at frame `end` (the hangover
+    /// beyond it is dropped).
+    fn trimmed_len(&self, u: &Utterance, end: u64) -> usize {
+        let after_end = self.frame.saturating_sub(end) as usize;
+        let drop_frames = after_end.saturating_sub(frames(POST_ROLL));
+        u.samples.len().saturating_sub(drop_frames * PIPELINE_FRAME_SAMPLES)
     }
 
     fn start_utterance(&mut self, start: u64, now: u64, events: &mut Vec<ListenerEvent>) {
@@ -198,12 +283,26 @@ impl Listening {
     fn end_utterance(&mut self, end: u64, events: &mut Vec<ListenerEvent>, jobs: &mut Vec<SttJob>) {
         let Some(mut u) = self.utterance.take() else { return };
         // Keep POST_ROLL after the last voiced frame; drop the rest of the hangover.
-        let after_end = (self.frame.saturating_sub(end)) as usize;
-        let drop_frames = after_end.saturating_sub(frames(POST_ROLL));
-        let keep = u.samples.len().saturating_sub(drop_frames * PIPELINE_FRAME_SAMPLES);
+        let keep = self.trimmed_len(&u, end);
         u.samples.truncate(keep);
         let (start, end_at) = (self.at(u.start_frame), self.at(end));
         events.push(ListenerEvent::SpeechEnded { at: end_at });
+        // The speculative pass ran on this very audio: it is the final one.
+        let speculated = match self.speculation.take() {
+            Some(mut s) if s.seq == u.seq && s.end == end_at => {
+                self.speculative_hit.inc();
+                match s.done.take() {
+                    Some(done) => events.extend(self.final_event(done)),
+                    None => self.speculation = Some(Speculation { promoted: true, ..s }),
+                }
+                true
+            }
+            Some(_) => {
+                self.speculative_miss.inc();
+                false
+            }
+            None => false,
+        };
         let pcm = to_f32(&u.samples);
         if let Some(model) = self.setup.smart_turn.clone() {
             let (pcm, seq) = (pcm.clone(), u.seq);
@@ -221,6 +320,7 @@ impl Listening {
             }));
         }
         match &self.setup.stt {
+            Some(_) if speculated => {}
             Some(stt) => {
                 let req = SttRequest {
                     pcm_16k: pcm,
@@ -238,7 +338,8 @@ impl Listening {
     fn maybe_partial(&mut self, jobs: &mut Vec<SttJob>) {
         let Some(stt) = self.setup.stt.as_ref().filter(|s| s.partials()) else { return };
         let Some(u) = self.utterance.as_mut() else { return };
-        if self.partial_in_flight {
+        // Not in a pause: the speculative final pass is due and must not queue behind it.
+        if self.partial_in_flight || self.vad.pending_end().is_some() {
             return;
         }
         let first = u.partial_at == 0;
@@ -276,20 +377,45 @@ impl Listening {
                 (current && !t.text.trim().is_empty())
                     .then(|| ListenerEvent::Partial { text: t.text, at: self.at(self.frame) })
             }
-            JobKind::Final => {
-                let (text, confidence) = match result {
-                    Ok(t) => {
-                        self.stt_final.observe(t.compute.as_secs_f64());
-                        (t.text, t.confidence)
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "final transcription failed; the utterance is lost");
-                        (String::new(), 0.0)
-                    }
+            JobKind::Speculative => {
+                let Some(s) = self.speculation.as_mut().filter(|s| s.seq == done.seq && s.end == done.end)
+                else {
+                    return None; // the caller spoke again: counted when replaced
                 };
-                Some(ListenerEvent::Final { text, confidence, start: done.start, end: done.end })
+                let tentative = match &result {
+                    Ok(t) if !t.text.trim().is_empty() => {
+                        Some(ListenerEvent::Tentative { text: t.text.clone(), confidence: t.confidence })
+                    }
+                    _ => None,
+                };
+                let done = SttDone { result: JobResult::Stt(result), ..done };
+                if s.promoted {
+                    self.speculation = None;
+                    self.final_event(done)
+                } else {
+                    s.done = Some(done);
+                    s.announced = tentative.is_some();
+                    tentative
+                }
             }
+            JobKind::Final => self.final_event(SttDone { result: JobResult::Stt(result), ..done }),
         }
+    }
+
+    /// The `Final` event of a finished final pass.
+    fn final_event(&self, done: SttDone) -> Option<ListenerEvent> {
+        let JobResult::Stt(result) = done.result else { return None };
+        let (text, confidence) = match result {
+            Ok(t) => {
+                self.stt_final.observe(t.compute.as_secs_f64());
+                (t.text, t.confidence)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "final transcription failed; the utterance is lost");
+                (String::new(), 0.0)
+            }
+        };
+        Some(ListenerEvent::Final { text, confidence, start: done.start, end: done.end })
     }
 }
 
@@ -302,4 +428,182 @@ fn job(stt: SharedStt, req: SttRequest, seq: u64, kind: JobKind, start: Duration
         let result = JobResult::Stt(stt.transcribe(req).await);
         SttDone { seq, kind, start, end, result }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::audio::testutil::fixture_l16;
+    use crate::providers::stt::{SttEngine, SttError};
+
+    /// Answers every request at once with `"pass N"` and remembers (quality, samples).
+    #[derive(Default)]
+    struct Scripted {
+        requests: Mutex<Vec<(SttQuality, usize)>>,
+    }
+
+    impl SttEngine for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn covers(&self, _: &str) -> bool {
+            true
+        }
+        fn partials(&self) -> bool {
+            false
+        }
+        fn transcribe(
+            &self,
+            req: SttRequest,
+        ) -> Pin<Box<dyn Future<Output = Result<Transcription, SttError>> + Send + '_>> {
+            let mut requests = self.requests.lock().unwrap();
+            requests.push((req.quality, req.pcm_16k.len()));
+            let text = format!("pass {}", requests.len());
+            Box::pin(async move {
+                Ok(Transcription {
+                    text,
+                    confidence: 1.0,
+                    engine: "scripted",
+                    audio_ms: 0,
+                    compute: Duration::ZERO,
+                })
+            })
+        }
+    }
+
+    fn listening(stt: &Arc<Scripted>, metrics: &Metrics) -> Listening {
+        let setup = ListeningSetup {
+            denoise: DenoiseMode::Off,
+            silero: None,
+            vad: VadConfig::default(),
+            stt: Some(stt.clone() as SharedStt),
+            language: "en-US".into(),
+            final_quality: SttQuality::Final,
+            smart_turn: None,
+        };
+        Listening::new(setup, metrics)
+    }
+
+    /// `caller-hello` without its leading and trailing quiet frames.
+    fn hello() -> Vec<i16> {
+        let audio = fixture_l16("caller-hello.l16-16k.wav");
+        let loud: Vec<usize> = audio
+            .chunks_exact(PIPELINE_FRAME_SAMPLES)
+            .enumerate()
+            .filter(|(_, f)| crate::audio::testutil::rms(f) > 500.0)
+            .map(|(i, _)| i)
+            .collect();
+        let (first, last) = (loud[0], loud[loud.len() - 1]);
+        audio[first * PIPELINE_FRAME_SAMPLES..(last + 1) * PIPELINE_FRAME_SAMPLES].to_vec()
+    }
+
+    /// Feeds `audio` frame by frame; STT jobs finish `delay` frames after they were started.
+    fn run(l: &mut Listening, audio: &[i16], delay: usize) -> Vec<(u64, ListenerEvent)> {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut out = Vec::new();
+        let mut pending: Vec<(usize, SttJob)> = Vec::new();
+        for (i, frame) in audio.chunks_exact(PIPELINE_FRAME_SAMPLES).enumerate() {
+            let (mut events, mut jobs) = (Vec::new(), Vec::new());
+            l.on_frame(frame, &mut events, &mut jobs);
+            out.extend(events.into_iter().map(|e| (i as u64, e)));
+            pending.extend(jobs.into_iter().map(|j| (i + delay, j)));
+            while let Some(k) = pending.iter().position(|(due, _)| *due <= i) {
+                let (_, job) = pending.remove(k);
+                let done = rt.block_on(job);
+                out.extend(l.on_stt(done).map(|e| (i as u64, e)));
+            }
+        }
+        out
+    }
+
+    fn finals(events: &[(u64, ListenerEvent)]) -> Vec<(u64, String, Duration, Duration)> {
+        events
+            .iter()
+            .filter_map(|(i, e)| match e {
+                ListenerEvent::Final { text, start, end, .. } => Some((*i, text.clone(), *start, *end)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn silence(ms: usize) -> Vec<i16> {
+        vec![0; ms * 16]
+    }
+
+    #[test]
+    fn the_final_pass_starts_in_the_hangover_and_is_the_final_transcript() {
+        let metrics = Metrics::new();
+        for delay in [0, 3, 20] {
+            let stt = Arc::new(Scripted::default());
+            let mut l = listening(&stt, &metrics);
+            let audio = [silence(500), hello(), silence(1500)].concat();
+            let events = run(&mut l, &audio, delay);
+            let ended = events
+                .iter()
+                .find_map(|(i, e)| matches!(e, ListenerEvent::SpeechEnded { .. }).then_some(*i))
+                .expect("speech ended");
+            let requests = stt.requests.lock().unwrap().clone();
+            assert_eq!(requests.len(), 1, "one pass, the speculative one (delay {delay}): {requests:?}");
+            let got = finals(&events);
+            assert_eq!(got.len(), 1, "{got:?}");
+            let (at, text, start, end) = got[0].clone();
+            assert_eq!(text, "pass 1");
+            // Exactly the audio the final pass would get: pre-roll, speech, post-roll.
+            let post = POST_ROLL.as_millis() as usize / 20 * 20;
+            let frames_sent = ((end - start).as_millis() as usize + 200 + post) / 20;
+            assert_eq!(
+                requests[0],
+                (SttQuality::Final, frames_sent * PIPELINE_FRAME_SAMPLES),
+                "delay {delay}"
+            );
+            // Started POST_ROLL after the end of speech, well before the VAD's end.
+            let started = (end.as_millis() as u64 + post as u64) / 20;
+            assert_eq!(at, ended.max(started - 1 + delay as u64), "delay {delay}: final at frame {at}");
+            // Finished before the VAD's end: announced as tentative at once.
+            let tentative: Vec<(u64, String)> = events
+                .iter()
+                .filter_map(|(i, e)| match e {
+                    ListenerEvent::Tentative { text, .. } => Some((*i, text.clone())),
+                    _ => None,
+                })
+                .collect();
+            if started - 1 + (delay as u64) < ended {
+                assert_eq!(
+                    tentative,
+                    vec![(started - 1 + delay as u64, "pass 1".to_string())],
+                    "delay {delay}"
+                );
+            } else {
+                assert!(tentative.is_empty(), "delay {delay}: {tentative:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_pause_shorter_than_the_hangover_wastes_one_pass_and_loses_nothing() {
+        let metrics = Metrics::new();
+        let stt = Arc::new(Scripted::default());
+        let mut l = listening(&stt, &metrics);
+        let audio = [silence(500), hello(), silence(240), hello(), silence(1500)].concat();
+        let events = run(&mut l, &audio, 2);
+        let got = finals(&events);
+        assert_eq!(got.len(), 1, "one utterance across the pause: {got:?}");
+        assert_eq!(got[0].1, "pass 2", "the second speculative pass is the final one");
+        // The first pass was announced, then voided when the caller went on.
+        let kinds: Vec<String> = events
+            .iter()
+            .filter(|(_, e)| matches!(e, ListenerEvent::Tentative { .. } | ListenerEvent::SpeechResumed))
+            .map(|(_, e)| match e {
+                ListenerEvent::Tentative { text, .. } => text.clone(),
+                _ => "resumed".to_string(),
+            })
+            .collect();
+        assert_eq!(kinds, ["pass 1", "resumed", "pass 2"]);
+        assert_eq!(stt.requests.lock().unwrap().len(), 2);
+        let count =
+            |kind: &str| metrics.stt_speculative.get_or_create(&KindLabels { kind: kind.into() }).get();
+        assert_eq!((count("hit"), count("miss")), (1, 1));
+    }
 }

@@ -66,6 +66,13 @@ pub enum ListenerEvent {
     Partial { text: String, at: Duration },
     /// The final transcript of an utterance.
     Final { text: String, confidence: f32, start: Duration, end: Duration },
+    /// The final transcript the utterance will have if the caller stays silent: the final pass
+    /// ran speculatively during the VAD's hangover. Its `Final` follows (same text) when the
+    /// VAD ends the utterance, or never if the caller speaks again first.
+    Tentative { text: String, confidence: f32 },
+    /// The caller spoke again after a `Tentative` transcript, before the VAD ended the
+    /// utterance: that transcript will not be final.
+    SpeechResumed,
     /// A DTMF key.
     Dtmf { digit: char, at: Duration },
     /// The end-of-turn model's probability that the caller has finished (when enabled).

@@ -1,5 +1,11 @@
 //! Cuts streamed reply text into speakable pieces: whole sentences, and for the first piece of
-//! a reply a long enough clause, so speech can start before the model has finished a sentence.
+//! a reply something shorter, so speech can start before the model has finished a sentence:
+//! a clause of at least [`MIN_CLAUSE_WORDS`] words, or else a phrase of at least
+//! [`MIN_PHRASE_WORDS`] words cut before a conjunction or preposition ("I'd be happy | to help
+//! you…"), or else the first [`MAX_FIRST_WORDS`] words. Speech synthesis time grows with the
+//! length of the text (Piper: ≈ 40 ms + 60 ms per second of speech), and the model produces ~10
+//! words a second, so a short first piece is worth ~200 ms on a long first sentence; the rest
+//! of the sentence is synthesised while the first piece plays.
 //!
 //! A sentence ends at `.`, `!`, `?` or `…` (with closing quotes/brackets) followed by
 //! whitespace, or at a line break. Not a sentence end: a full stop inside a number (`3.50`),
@@ -17,7 +23,17 @@ const ABBREVIATIONS: &[&str] = &[
 ];
 
 /// A first clause is released early once it has at least this many words.
-const MIN_CLAUSE_WORDS: usize = 6;
+const MIN_CLAUSE_WORDS: usize = 3;
+/// Without a clause mark, the first piece may end before a [`BREAK_BEFORE`] word once it has
+/// this many words…
+const MIN_PHRASE_WORDS: usize = 3;
+/// … and ends after this many words in any case.
+const MAX_FIRST_WORDS: usize = 7;
+/// Words a phrase may be cut before (compared lower-case).
+const BREAK_BEFORE: &[&str] = &[
+    "and", "but", "or", "so", "because", "to", "for", "with", "at", "on", "in", "from", "which", "that",
+    "who", "when", "if", "while", "until", "about", "by", "of",
+];
 
 /// Streaming sentence splitter for one reply.
 #[derive(Debug, Default)]
@@ -99,7 +115,34 @@ impl SentenceChunker {
             }
             return Some(end);
         }
+        if self.released == 0 {
+            return self.first_phrase_end();
+        }
         None
+    }
+
+    /// Where the first piece ends when no clause mark has come: before a break word, or after
+    /// [`MAX_FIRST_WORDS`] words. Only complete words (followed by white space) count.
+    fn first_phrase_end(&self) -> Option<usize> {
+        let mut words: Vec<(usize, usize)> = Vec::new();
+        let mut start = None;
+        for (i, c) in self.buf.char_indices() {
+            match (c.is_whitespace(), start) {
+                (false, None) => start = Some(i),
+                (true, Some(b)) => {
+                    words.push((b, i));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        let word = |k: usize| &self.buf[words[k].0..words[k].1];
+        for k in MIN_PHRASE_WORDS..words.len() {
+            if BREAK_BEFORE.contains(&word(k).to_lowercase().as_str()) {
+                return Some(words[k - 1].1);
+            }
+        }
+        (words.len() >= MAX_FIRST_WORDS).then(|| words[MAX_FIRST_WORDS - 1].1)
     }
 
     /// Whether the full stop after `before`, followed by a word starting with `next`, ends a
@@ -207,11 +250,45 @@ mod tests {
     }
 
     #[test]
-    fn first_long_clause_is_released_early() {
+    fn first_clause_is_released_early() {
         let mut c = SentenceChunker::new();
         assert!(c.push("Yes, ").is_empty(), "a short first clause waits");
-        let out = c.push("we are open every day of the week, from nine until five. Anything else?");
-        assert_eq!(out, ["Yes, we are open every day of the week,", "from nine until five."]);
+        let out = c.push("we are open, every day of the week, from nine until five. Anything else?");
+        assert_eq!(out, ["Yes, we are open,", "every day of the week, from nine until five."]);
         assert_eq!(c.finish().as_deref(), Some("Anything else?"));
+    }
+
+    /// Token by token, as a model streams.
+    fn stream(text: &str) -> Vec<String> {
+        let mut c = SentenceChunker::new();
+        let mut pieces = Vec::new();
+        for token in text.split_inclusive(' ') {
+            pieces.extend(c.push(token));
+        }
+        pieces.extend(c.finish());
+        pieces
+    }
+
+    #[test]
+    fn a_long_first_sentence_is_cut_before_a_break_word_or_after_seven_words() {
+        assert_eq!(
+            stream("I'd be happy to help you book a table for two. What time?"),
+            ["I'd be happy", "to help you book a table for two.", "What time?"]
+        );
+        assert_eq!(
+            stream("Our kitchen serves fresh pasta every single evening now. Come by!"),
+            ["Our kitchen serves fresh pasta every single", "evening now.", "Come by!"]
+        );
+        // Short sentences and early marks are unaffected; only the first piece is cut.
+        assert_eq!(
+            stream("Sure! I can book that for you today."),
+            ["Sure!", "I can book that for you today."]
+        );
+        assert_eq!(stream("We open at noon."), ["We open at noon."]);
+        // "today" is not "to": a break word must be complete.
+        let mut c = SentenceChunker::new();
+        assert!(c.push("We can see you to").is_empty());
+        assert!(c.push("day").is_empty());
+        assert_eq!(c.push(" at noon"), ["We can see you today"]);
     }
 }

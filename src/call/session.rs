@@ -396,6 +396,7 @@ async fn agent_call(
         variables: std::sync::Arc::new(variables),
         responder,
         filler_after: ctx.engines.filler_after,
+        preemptive: ctx.engines.preemptive_replies,
         answered_by: params.get("answeredBy").cloned(),
     }
 }

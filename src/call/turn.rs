@@ -13,7 +13,8 @@
 //!   after "my number is…", digits, or a trailing "and"/"um". A semantic end-of-turn model may
 //!   hint (`TurnHint`) and overrides the text heuristic. The turn is handed on only once its
 //!   final transcript is in and the agent is not speaking.
-//! - **Barge-in.** While the agent speaks, caller speech interrupts only after lasting
+//! - **Barge-in.** While the agent speaks (or when the agent starts while the caller is
+//!   already speaking, counting from the agent's start), caller speech interrupts only after lasting
 //!   [`barge_in_after`]`(interruptionSensitivity)`: 0 = never; 1 = the first detected speech
 //!   frame; in between `(1 − s) × 1.5 s` (default 0.8 → 300 ms). Speech lasting exactly the
 //!   threshold counts. Below [`BACKCHANNEL_INTERRUPTS_FROM`], words decide: an utterance whose
@@ -433,6 +434,10 @@ impl TurnMachine {
                 // Pauses the silence clock; the reminder itself must not restart it.
                 self.agent_speaking = true;
                 self.arm_silence(&mut fx);
+                if self.caller_speaking {
+                    // The agent started over the caller: their overlap counts as a barge-in.
+                    self.barge_in_from(now, &mut fx);
+                }
             }
             Event::AgentStopped => {
                 self.agent_speaking = false;
@@ -486,14 +491,19 @@ impl TurnMachine {
         self.set(TimerKind::Backchannel, None, fx);
         self.touch(now, fx);
         if self.agent_speaking {
-            self.turn.over_agent = true;
-            match self.barge_in {
-                None => {}
-                Some(d) if d.is_zero() => self.interrupt(now, fx),
-                Some(d) => {
-                    self.barge = Barge::Timing;
-                    self.set(TimerKind::BargeIn, Some(at + d), fx);
-                }
+            self.barge_in_from(at, fx);
+        }
+    }
+
+    /// Caller and agent both speak since `from`: an interruption once it lasts the threshold.
+    fn barge_in_from(&mut self, from: Duration, fx: &mut Vec<Effect>) {
+        self.turn.over_agent = true;
+        match self.barge_in {
+            None => {}
+            Some(d) if d.is_zero() => self.interrupt(from, fx),
+            Some(d) => {
+                self.barge = Barge::Timing;
+                self.set(TimerKind::BargeIn, Some(from + d), fx);
             }
         }
     }
@@ -630,6 +640,11 @@ impl TurnMachine {
         fx.push(Effect::Interruption(InterruptionKind::BargeIn));
         self.set(TimerKind::BargeIn, None, fx);
         self.set(TimerKind::FalseInterruption, Some(now + FALSE_INTERRUPTION_WINDOW), fx);
+    }
+
+    /// The words of the caller turn collected so far (final transcripts only).
+    pub fn turn_text(&self) -> &str {
+        &self.turn.text
     }
 
     fn text_so_far(&self) -> String {

@@ -287,6 +287,22 @@ fn default_sensitivity_interrupts_on_words_past_a_few_hundred_ms_of_speech() {
 }
 
 #[test]
+fn an_agent_starting_over_the_caller_is_interrupted_once_the_overlap_lasts() {
+    let mut s = Sim::new(with_sensitivity(0.8));
+    s.ev(1000, Event::SpeechStarted { at: ms(1000) });
+    s.ev(1100, Event::Partial { text: "Goodbye".into() });
+    s.ev(1200, Event::AgentStarted);
+    s.at(1499);
+    assert_eq!(s.count(&Effect::Interrupt), 0, "300 ms of overlap needed");
+    s.ev(1640, Event::SpeechEnded { at: ms(1640) });
+    s.ev(1700, Event::Final { text: "Goodbye.".into(), confidence: 0.9, start: ms(1000), end: ms(1640) });
+    s.at(5000);
+    assert_eq!(s.when(&Effect::Interrupt), Some(1500));
+    assert_eq!(s.turns().len(), 1, "the caller's words are the next turn, not held until the agent ends");
+    assert!(s.turns()[0].0 < 2500, "{:?}", s.turns());
+}
+
+#[test]
 fn without_words_yet_a_barge_in_waits_the_grace_then_interrupts() {
     let mut s = Sim::new(with_sensitivity(0.8));
     s.ev(0, Event::AgentStarted);

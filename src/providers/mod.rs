@@ -45,6 +45,8 @@ pub struct Engines {
     pub model_tiers: llm::ModelTiers,
     /// When a reply has not started speaking after this long, the agent says a holding phrase.
     pub filler_after: std::time::Duration,
+    /// Hosted agents ask the model on tentative transcripts.
+    pub preemptive_replies: bool,
 }
 
 /// Sends each request to the engine of its voice: Piper's voice to Piper, every other to
@@ -192,6 +194,7 @@ impl Engines {
             llm_missing,
             model_tiers: cfg.model_tiers.clone(),
             filler_after: cfg.filler_after,
+            preemptive_replies: cfg.preemptive_replies,
         }
     }
 

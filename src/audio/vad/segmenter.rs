@@ -128,6 +128,12 @@ impl Segmenter {
         self.state == State::Speech
     }
 
+    /// During speech, the first frame of the silent run under way (the date its `SpeechEnd`
+    /// will carry if the run lasts the hangover); `None` while voiced or idle.
+    pub fn pending_end(&self) -> Option<u64> {
+        (self.state == State::Speech && self.run_len > 0).then_some(self.run_start)
+    }
+
     /// Index the next pushed frame will get.
     pub fn next_frame(&self) -> u64 {
         self.next_frame
@@ -165,6 +171,19 @@ mod tests {
 
     fn concat(parts: &[Vec<f32>]) -> Vec<f32> {
         parts.concat()
+    }
+
+    #[test]
+    fn pending_end_names_the_date_the_end_will_carry() {
+        let mut seg = Segmenter::new(0.5, 0.35, 40, 100, 20);
+        assert_eq!(seg.pending_end(), None);
+        events(&mut seg, &concat(&[run(0.9, 5), run(0.0, 2)]));
+        assert_eq!(seg.pending_end(), Some(5), "two silent frames after speech from frame 5");
+        events(&mut seg, &run(0.9, 1));
+        assert_eq!(seg.pending_end(), None, "voice again: no end pending");
+        let got = events(&mut seg, &run(0.0, 5));
+        assert_eq!(got, vec![(12, SpeechEnd { frame: 8 })]);
+        assert_eq!(seg.pending_end(), None, "idle after the end");
     }
 
     #[test]
