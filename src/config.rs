@@ -31,6 +31,18 @@ pub enum SttChoice {
     Openai,
 }
 
+/// Which text-to-speech engines speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TtsChoice {
+    /// Piper and espeak-ng, offline (default).
+    #[default]
+    Embedded,
+    /// Also an OpenAI-compatible `/audio/speech` endpoint (`--openai-base-url`): its voices
+    /// join the catalogue (and become the default voice).
+    Openai,
+}
+
 /// Which language model answers hosted-mode agents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
@@ -128,6 +140,12 @@ pub struct RawConfig {
     /// Speech-to-text model name for the remote engine [default: whisper-1].
     #[arg(long, env = "SWITCHBOARD_STT_MODEL")]
     pub stt_model: Option<String>,
+    /// Text-to-speech engines [default: embedded].
+    #[arg(long, env = "SWITCHBOARD_TTS", value_enum)]
+    pub tts: Option<TtsChoice>,
+    /// Speech model name for the remote engine [default: gpt-4o-mini-tts].
+    #[arg(long, env = "SWITCHBOARD_TTS_MODEL")]
+    pub tts_model: Option<String>,
     /// Threads running the embedded speech-to-text (calls queue for them) [default: 1].
     #[arg(long, env = "SWITCHBOARD_STT_WORKERS")]
     pub stt_workers: Option<usize>,
@@ -220,6 +238,8 @@ pub struct ProvidersConfig {
     pub stt: SttChoice,
     pub stt_model: String,
     pub stt_workers: usize,
+    pub tts: TtsChoice,
+    pub tts_model: String,
     pub vad: VadChoice,
     /// Use the Smart-Turn end-of-turn model (opt-in).
     pub smart_turn: bool,
@@ -239,6 +259,8 @@ impl Default for ProvidersConfig {
         Self {
             stt: SttChoice::Embedded,
             stt_model: "whisper-1".into(),
+            tts: TtsChoice::Embedded,
+            tts_model: "gpt-4o-mini-tts".into(),
             stt_workers: 1,
             vad: VadChoice::Auto,
             smart_turn: false,
@@ -390,6 +412,8 @@ impl RawConfig {
                 ProvidersConfig {
                     stt: merged.stt.unwrap_or(d.stt),
                     stt_model: merged.stt_model.unwrap_or(d.stt_model),
+                    tts: merged.tts.unwrap_or(d.tts),
+                    tts_model: merged.tts_model.unwrap_or(d.tts_model),
                     stt_workers: match merged.stt_workers {
                         Some(0) => return Err(ConfigError::ZeroWorkers),
                         Some(n) => n,
@@ -463,6 +487,8 @@ impl RawConfig {
             vonage_api_base: self.vonage_api_base.or(lower.vonage_api_base),
             stt: self.stt.or(lower.stt),
             stt_model: self.stt_model.or(lower.stt_model),
+            tts: self.tts.or(lower.tts),
+            tts_model: self.tts_model.or(lower.tts_model),
             stt_workers: self.stt_workers.or(lower.stt_workers),
             vad: self.vad.or(lower.vad),
             smart_turn: self.smart_turn.or(lower.smart_turn),

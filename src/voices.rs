@@ -2,7 +2,8 @@
 //!
 //! `GET /v1/agents/voices` lists it and agent validation checks `voice` against it, so the two can
 //! never disagree. Embedded voices: the Piper neural voice (when its weights are in the models
-//! directory) and one espeak-ng voice for every supported language espeak-ng really has.
+//! directory) and one espeak-ng voice for every supported language espeak-ng really has. With
+//! `--tts openai`, the remote service's built-in voices come first (provider `openai`).
 
 use std::path::Path;
 
@@ -39,6 +40,30 @@ const PIPER: &[Voice] = &[Voice {
     language: "en-US",
     engine_voice: "en_US-joe-medium",
 }];
+
+macro_rules! openai {
+    ($($id:literal, $name:literal, $gender:literal;)+) => {
+        &[$(Voice {
+            voice_id: $id,
+            voice_name: $name,
+            provider: "openai",
+            gender: $gender,
+            accent: "American",
+            language: "en-US",
+            engine_voice: concat!("openai:", $id),
+        }),+]
+    };
+}
+
+/// The built-in voices of OpenAI's `/audio/speech` (multilingual; listed as en-US, the language
+/// they are tuned for). Engine names carry the `openai:` prefix the router goes by.
+const OPENAI: &[Voice] = openai![
+    "alloy", "Alloy", "neutral"; "ash", "Ash", "male"; "ballad", "Ballad", "male";
+    "coral", "Coral", "female"; "echo", "Echo", "male"; "fable", "Fable", "neutral";
+    "onyx", "Onyx", "male"; "nova", "Nova", "female"; "sage", "Sage", "female";
+    "shimmer", "Shimmer", "female"; "verse", "Verse", "male"; "marin", "Marin", "female";
+    "cedar", "Cedar", "male";
+];
 
 macro_rules! espeak {
     ($($id:literal, $name:literal, $accent:literal, $lang:literal, $ev:literal;)+) => {
@@ -126,17 +151,25 @@ pub struct VoiceCatalogue {
 impl VoiceCatalogue {
     /// Every embedded voice, Piper's included (its default), regardless of installed weights.
     pub fn embedded() -> Self {
-        Self::build(true)
+        Self::build(true, false)
     }
 
     /// The embedded voices whose engines can run with what is in `models_dir`: the Piper voice
     /// only when its weights were fetched; otherwise espeak-ng's American English is the default.
     pub fn for_models_dir(models_dir: &Path) -> Self {
-        Self::build(models_dir.join(PIPER_JOE_MODEL).is_file())
+        Self::build(models_dir.join(PIPER_JOE_MODEL).is_file(), false)
     }
 
-    fn build(with_piper: bool) -> Self {
-        let mut voices = Vec::with_capacity(PIPER.len() + ESPEAK.len());
+    /// As [`Self::for_models_dir`], with the remote service's voices first when `openai`.
+    pub fn for_engines(models_dir: &Path, openai: bool) -> Self {
+        Self::build(models_dir.join(PIPER_JOE_MODEL).is_file(), openai)
+    }
+
+    fn build(with_piper: bool, with_openai: bool) -> Self {
+        let mut voices = Vec::with_capacity(OPENAI.len() + PIPER.len() + ESPEAK.len());
+        if with_openai {
+            voices.extend_from_slice(OPENAI);
+        }
         if with_piper {
             voices.extend_from_slice(PIPER);
         }

@@ -1,16 +1,17 @@
 //! Speaker: text in, 16 kHz speech out as [`SpeechChunk`]s tagged with their utterance.
 //!
 //! `Say` requests are synthesized in order by the agent's text-to-speech engine (at its voice
-//! and speed) and handed to playout in [`CHUNK_MS`] chunks; `Cancel` drops the synthesis in
-//! flight (killing the engine's process) and everything queued, at once.
+//! and speed); its stream's chunks are handed to playout in [`CHUNK_MS`] pieces as they come,
+//! and an empty piece marked `last` closes the utterance. `Cancel` drops the synthesis in
+//! flight (its stream, killing the engine's process) and everything queued, at once.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use futures_util::StreamExt;
 
 use super::{PlayoutCommand, SpeakerCommand, SpeechChunk, UtteranceId, PIPELINE_RATE_HZ};
 use crate::metrics::Metrics;
@@ -39,7 +40,23 @@ pub struct Voice {
     pub speed: f64,
 }
 
-type Synthesis = Pin<Box<dyn Future<Output = Result<Vec<i16>, TtsError>> + Send>>;
+/// Chunks of one utterance's speech, from a task that drives the engine's stream.
+type Synthesis = mpsc::Receiver<Result<Vec<i16>, TtsError>>;
+
+/// Runs `tts.stream(req)` on its own task; dropping the receiver stops it.
+fn synthesis(tts: SharedTts, req: TtsRequest) -> Synthesis {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut stream = tts.stream(req);
+        while let Some(item) = stream.next().await {
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    rx
+}
 
 /// Runs until cancelled or the conversation is gone. Without a voice (loopback diagnostics),
 /// `Say` is logged and produces no audio.
@@ -47,20 +64,20 @@ pub async fn run(voice: Option<Voice>, mut io: SpeakerIo, cancel: CancellationTo
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
     let mut queue: VecDeque<(UtteranceId, String, bool)> = VecDeque::new();
-    let mut current: Option<(UtteranceId, bool, Synthesis)> = None;
+    // The utterance being synthesized: id, `last`, its chunks, whether audio came yet.
+    let mut current: Option<(UtteranceId, bool, Synthesis, bool)> = None;
     let mut started = std::time::Instant::now();
     loop {
         if current.is_none() {
             if let (Some(voice), Some((id, text, last))) = (&voice, queue.pop_front()) {
-                let tts = voice.tts.clone();
                 let req = TtsRequest { text, engine_voice: voice.engine_voice.clone(), speed: voice.speed };
-                current = Some((id, last, Box::pin(async move { tts.synthesize(req).await })));
+                current = Some((id, last, synthesis(voice.tts.clone(), req), false));
                 started = std::time::Instant::now();
             }
         }
-        let synthesis = async {
+        let next_chunk = async {
             match current.as_mut() {
-                Some((_, _, fut)) => fut.await,
+                Some((_, _, rx, _)) => rx.recv().await,
                 None => std::future::pending().await,
             }
         };
@@ -81,23 +98,31 @@ pub async fn run(voice: Option<Voice>, mut io: SpeakerIo, cancel: CancellationTo
                     current = None;
                 }
             },
-            result = synthesis => {
-                let (id, last, _) = current.take().expect("a synthesis was running");
-                let pcm = match result {
-                    Ok(pcm) => {
-                        // Whole-sentence engines: the first audio is the whole sentence.
-                        io.metrics.tts_ttfb_seconds.observe(started.elapsed().as_secs_f64());
-                        pcm
+            item = next_chunk => {
+                let Some((id, last, _, got_audio)) = current.as_mut() else { continue };
+                let id = *id;
+                let sent = match item {
+                    Some(Ok(pcm)) => {
+                        if !*got_audio && !pcm.is_empty() {
+                            *got_audio = true;
+                            io.metrics.tts_ttfb_seconds.observe(started.elapsed().as_secs_f64());
+                        }
+                        send_chunks(&io.playout, id, &pcm, false).await
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         tracing::warn!(utterance_id = id, error = %e, "speech synthesis failed");
                         if let Some(v) = &voice {
                             io.metrics.provider_error("tts", v.tts.name());
                         }
-                        Vec::new()
+                        true // the stream ends next
+                    }
+                    None => {
+                        let last = *last;
+                        current = None;
+                        send_chunks(&io.playout, id, &[], last).await
                     }
                 };
-                if !send_chunks(&io.playout, id, &pcm, last).await {
+                if !sent {
                     break;
                 }
             }
@@ -134,6 +159,8 @@ async fn send_chunks(
 mod tests {
     use super::*;
     use crate::providers::tts::TtsEngine;
+    use std::future::Future;
+    use std::pin::Pin;
     use std::time::Duration;
 
     /// Speaks `n` samples per character, after `delay`.
@@ -197,7 +224,9 @@ mod tests {
             }
             v
         };
-        assert_eq!(sizes, vec![(1, 3200, false), (1, 3200, false), (1, 600, true), (2, 2000, true)]);
+        assert_eq!(sizes, vec![(1, 3200, false), (1, 3200, false), (1, 600, false), (1, 0, true)]);
+        let c = chunk(&mut rx).await;
+        assert_eq!((c.utterance_id, c.pcm.len(), c.last), (2, 2000, false));
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::audio::vad::SileroModel;
-use crate::config::{LlmChoice, ProvidersConfig, SttChoice, VadChoice};
+use crate::config::{LlmChoice, ProvidersConfig, SttChoice, TtsChoice, VadChoice};
 use crate::voices::{Voice, VoiceCatalogue};
 
 /// The engines every call shares, loaded once at start-up.
@@ -49,27 +49,45 @@ pub struct Engines {
     pub preemptive_replies: bool,
 }
 
-/// Sends each request to the engine of its voice: Piper's voice to Piper, every other to
-/// espeak-ng (`Engines::engine_voice` only names Piper's voice when Piper is loaded).
+/// Sends each request to the engine of its voice: `openai:…` voices to the remote engine,
+/// Piper's voice to Piper, every other to espeak-ng (`Engines::engine_voice` only names a voice
+/// whose engine is loaded).
 struct TtsRouter {
-    piper: Arc<tts::piper::PiperTts>,
+    piper: Option<Arc<tts::piper::PiperTts>>,
+    openai: Option<tts::openai::OpenAiTts>,
     espeak: tts::espeak::EspeakTts,
 }
 
+impl TtsRouter {
+    fn engine(&self, engine_voice: &str) -> &dyn tts::TtsEngine {
+        match (&self.piper, &self.openai) {
+            (_, Some(o)) if engine_voice.starts_with(tts::openai::VOICE_PREFIX) => o,
+            (Some(p), _) if engine_voice == p.voice() => p.as_ref(),
+            _ => &self.espeak,
+        }
+    }
+}
+
 impl tts::TtsEngine for TtsRouter {
+    /// The engines loaded: `piper+espeak-ng`, `espeak-ng`, `openai-tts+piper+espeak-ng`, …
     fn name(&self) -> &'static str {
-        "piper+espeak-ng"
+        match (self.openai.is_some(), self.piper.is_some()) {
+            (false, true) => "piper+espeak-ng",
+            (false, false) => "espeak-ng",
+            (true, true) => "openai-tts+piper+espeak-ng",
+            (true, false) => "openai-tts+espeak-ng",
+        }
     }
 
     fn synthesize(
         &self,
         req: tts::TtsRequest,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<i16>, tts::TtsError>> + Send + '_>> {
-        if req.engine_voice == self.piper.voice() {
-            self.piper.synthesize(req)
-        } else {
-            self.espeak.synthesize(req)
-        }
+        self.engine(&req.engine_voice).synthesize(req)
+    }
+
+    fn stream(&self, req: tts::TtsRequest) -> tts::TtsStream<'_> {
+        self.engine(&req.engine_voice).stream(req)
     }
 }
 
@@ -135,7 +153,22 @@ impl Engines {
             Ok(s) => (Some(s), None),
             Err(e) => (None, Some(e)),
         };
-        let voices = VoiceCatalogue::for_models_dir(models_dir);
+        let openai_tts = match (cfg.tts, &cfg.openai_api_key) {
+            (TtsChoice::Openai, Some(key)) => {
+                tracing::info!(model = %cfg.tts_model, "TTS engine: OpenAI-compatible /audio/speech");
+                Some(tts::openai::OpenAiTts::new(
+                    cfg.openai_base_url.clone(),
+                    key.clone(),
+                    cfg.tts_model.clone(),
+                ))
+            }
+            (TtsChoice::Openai, None) => {
+                tracing::warn!("--tts openai needs OPENAI_API_KEY: only the embedded voices are offered");
+                None
+            }
+            (TtsChoice::Embedded, _) => None,
+        };
+        let voices = VoiceCatalogue::for_engines(models_dir, openai_tts.is_some());
         let piper = if voices.all().iter().any(|v| v.provider == "piper") {
             cached(&PIPER, models_dir, || match tts::piper::PiperTts::load(models_dir) {
                 Ok(p) => {
@@ -151,10 +184,7 @@ impl Engines {
             None
         };
         let espeak = tts::espeak::EspeakTts::new();
-        let tts: tts::SharedTts = match &piper {
-            Some(p) => Arc::new(TtsRouter { piper: Arc::clone(p), espeak }),
-            None => Arc::new(espeak),
-        };
+        let tts: tts::SharedTts = Arc::new(TtsRouter { piper: piper.clone(), openai: openai_tts, espeak });
         static LLAMA: OnceLock<Mutex<HashMap<PathBuf, Result<llm::SharedLlm, String>>>> = OnceLock::new();
         let llm: Result<llm::SharedLlm, String> = match cfg.llm {
             LlmChoice::Embedded => {
@@ -215,7 +245,7 @@ impl Engines {
     pub fn engine_voice(&self, voice_id: &str) -> String {
         let voice: Option<&Voice> = self.voices.get(voice_id);
         match voice {
-            Some(v) if v.provider == "espeak-ng" => v.engine_voice.to_string(),
+            Some(v) if v.provider == "espeak-ng" || v.provider == "openai" => v.engine_voice.to_string(),
             Some(v)
                 if v.provider == "piper"
                     && self.piper.as_ref().is_some_and(|p| p.voice() == v.engine_voice) =>

@@ -3,9 +3,15 @@
 //! ```text
 //! espeak   espeak-ng as a subprocess (every language; zero weights; keeps our binary's licence)
 //! piper    Piper neural voices (VITS ONNX on onnxruntime; espeak-ng subprocess as phonemizer)
+//! openai   any OpenAI-compatible `/audio/speech` (streamed PCM over server-sent events)
 //! ```
+//!
+//! Engines stream: [`TtsEngine::stream`] yields the speech in chunks as they are ready (Piper:
+//! one per sentence; the remote engine: as the server sends them), so the first audio of a
+//! multi-sentence text does not wait for the whole. Dropping the stream cancels the synthesis.
 
 pub mod espeak;
+pub mod openai;
 pub mod piper;
 
 use std::future::Future;
@@ -20,6 +26,9 @@ pub enum TtsError {
     #[error("{engine} failed: {detail}")]
     Engine { engine: &'static str, detail: String },
 }
+
+/// Speech in chunks of mono 16 kHz PCM, in order; ends after the last chunk or the first error.
+pub type TtsStream<'a> = Pin<Box<dyn futures_util::Stream<Item = Result<Vec<i16>, TtsError>> + Send + 'a>>;
 
 /// One synthesis request.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +48,11 @@ pub trait TtsEngine: Send + Sync + 'static {
         &self,
         req: TtsRequest,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<i16>, TtsError>> + Send + '_>>;
+
+    /// Synthesizes `req.text` as a stream of chunks; by default the whole speech in one.
+    fn stream(&self, req: TtsRequest) -> TtsStream<'_> {
+        Box::pin(futures_util::stream::once(self.synthesize(req)))
+    }
 }
 
 pub type SharedTts = Arc<dyn TtsEngine>;

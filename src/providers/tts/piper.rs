@@ -45,7 +45,9 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use super::{TtsEngine, TtsError, TtsRequest};
+use futures_util::StreamExt;
+
+use super::{TtsEngine, TtsError, TtsRequest, TtsStream};
 use crate::audio::sinc::resample_block;
 use crate::call::PIPELINE_RATE_HZ;
 use crate::providers::onnx;
@@ -285,31 +287,48 @@ impl PiperTts {
         infer(&self.session, ids, scales)
     }
 
-    async fn run(&self, req: TtsRequest) -> Result<Vec<i16>, TtsError> {
+    /// Phonemizes `req.text` and plans its sentences.
+    async fn prepare(&self, req: TtsRequest) -> Result<Plan, TtsError> {
         if req.engine_voice != self.voice {
             return Err(TtsError::UnknownVoice { engine: ENGINE, voice: req.engine_voice });
         }
         let sentences = self.phonemize(&req.text).await?;
-        if sentences.is_empty() {
-            return Ok(Vec::new());
-        }
         let speed = if req.speed.is_finite() { req.speed.clamp(0.5, 2.0) } else { 1.0 } as f32;
         let (relative_scale, stretch) = speed_plan(speed);
         let length_scale = self.scales.length_scale * relative_scale;
-        let scales = [self.scales.noise_scale, length_scale, self.scales.noise_w];
-        let ids: Vec<Vec<i64>> = sentences.iter().map(|s| self.phoneme_ids(s)).collect();
-        let session = Arc::clone(&self.session);
-        let rate_hz = self.sample_rate;
+        Ok(Plan {
+            ids: sentences.iter().map(|s| self.phoneme_ids(s)).collect(),
+            scales: [self.scales.noise_scale, length_scale, self.scales.noise_w],
+            stretch,
+            speed,
+            session: Arc::clone(&self.session),
+            rate_hz: self.sample_rate,
+        })
+    }
+}
+
+/// What to infer for one request: a sentence at a time.
+struct Plan {
+    ids: Vec<Vec<i64>>,
+    scales: [f32; 3],
+    stretch: f32,
+    speed: f32,
+    session: Arc<Mutex<Session>>,
+    rate_hz: u32,
+}
+
+impl Plan {
+    /// Sentence `i` as pipeline PCM (after the pause that separates it from the one before).
+    async fn render(&self, i: usize) -> Result<Vec<i16>, TtsError> {
+        let (ids, scales, stretch) = (self.ids[i].clone(), self.scales, self.stretch);
+        let (session, rate_hz, speed) = (Arc::clone(&self.session), self.rate_hz, self.speed);
         tokio::task::spawn_blocking(move || {
-            let gap = vec![0.0f32; (SENTENCE_SILENCE_S / speed * rate_hz as f32) as usize];
             let mut wave = Vec::new();
-            for (i, ids) in ids.iter().enumerate() {
-                if i > 0 {
-                    wave.extend_from_slice(&gap);
-                }
-                let speech = infer(&session, ids, scales)?;
-                wave.extend(if stretch == 1.0 { speech } else { time_stretch(&speech, stretch, rate_hz) });
+            if i > 0 {
+                wave.resize((SENTENCE_SILENCE_S / speed * rate_hz as f32) as usize, 0.0);
             }
+            let speech = infer(&session, &ids, scales)?;
+            wave.extend(if stretch == 1.0 { speech } else { time_stretch(&speech, stretch, rate_hz) });
             Ok(to_pipeline_pcm(&wave, rate_hz))
         })
         .await
@@ -326,7 +345,33 @@ impl TtsEngine for PiperTts {
         &self,
         req: TtsRequest,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<i16>, TtsError>> + Send + '_>> {
-        Box::pin(self.run(req))
+        Box::pin(async move {
+            let mut stream = self.stream(req);
+            let mut pcm = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                pcm.extend(chunk?);
+            }
+            Ok(pcm)
+        })
+    }
+
+    /// One chunk per sentence, each as soon as it is inferred.
+    fn stream(&self, req: TtsRequest) -> TtsStream<'_> {
+        let plan = futures_util::stream::once(self.prepare(req));
+        Box::pin(plan.flat_map(|plan| -> TtsStream<'static> {
+            match plan {
+                Err(e) => Box::pin(futures_util::stream::iter([Err(e)])),
+                Ok(plan) => Box::pin(futures_util::stream::unfold((plan, 0), |(plan, i)| async move {
+                    if i >= plan.ids.len() {
+                        return None;
+                    }
+                    let chunk = plan.render(i).await;
+                    // After a failure, stop.
+                    let next = if chunk.is_ok() { i + 1 } else { plan.ids.len() };
+                    Some((chunk, (plan, next)))
+                })),
+            }
+        }))
     }
 }
 
