@@ -361,6 +361,97 @@ async fn asking_for_a_person_transfers_to_the_transfer_number() {
 }
 
 #[tokio::test]
+async fn the_send_message_tool_texts_the_caller_through_twilio_and_stores_the_message() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // The local Twilio: records the Messages API request and answers with a message sid.
+    let hits: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let h = hits.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: String| {
+        let h = h.clone();
+        async move {
+            h.lock().unwrap().push((uri.path().to_string(), body));
+            r#"{"sid": "SM0042", "status": "queued"}"#
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let gateways = GatewayConfig {
+        twilio_account_sid: Some("AC0123".into()),
+        twilio_auth_token: Some("secret".into()),
+        twilio_api_base: gw,
+        ..GatewayConfig::default()
+    };
+    let (base, seen) = scripted_model(|req| {
+        let n = req["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "user").count();
+        if n == 1 {
+            Reply {
+                tool: Some(("send_message", json!({"body": "Riverside: 12 Main St."}))),
+                ..says(&["I've texted you our address."])
+            }
+        } else {
+            says(&["You're welcome."])
+        }
+    })
+    .await;
+    let s = server_with_model(&base, Some(gateways)).await;
+    let agent = json!({"name": "Riverside", "voiceMode": "hosted", "systemPrompt": "You help.", "beginMessage": "Hi.",
+                       "enableMessaging": true, "maxSilenceMs": 60000});
+    let params = json!({"from": "+15550001111", "to": "+15550002222"});
+    let (_c, rec) = run_call(&s, agent, params, "two-turns", 3.0).await;
+
+    assert!(tool_names(&seen.lock().unwrap()[0]).contains(&"send_message".to_string()));
+    let hits = hits.lock().unwrap().clone();
+    let texts: Vec<&(String, String)> = hits.iter().filter(|(p, _)| p.ends_with("/Messages.json")).collect();
+    assert_eq!(texts.len(), 1, "{hits:?}");
+    assert_eq!(texts[0].0, "/2010-04-01/Accounts/AC0123/Messages.json");
+    let form: std::collections::HashMap<String, String> =
+        reqwest::Url::parse(&format!("http://x/?{}", texts[0].1))
+            .unwrap()
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    assert_eq!(form["To"], "+15550001111", "to the caller");
+    assert_eq!(form["From"], "+15550002222", "from the number called");
+    assert_eq!(form["Body"], "Riverside: 12 Main St.");
+    assert_eq!(rec.count("send_message"), 1);
+
+    let store =
+        switchboard::store::Store::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
+    let messages = store.list_call_messages(&rec.id).await.unwrap();
+    store.close().await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let m = &messages[0];
+    assert_eq!((m.status.as_str(), m.provider_id.as_deref()), ("sent", Some("SM0042")));
+    assert_eq!((m.to_number.as_str(), m.from_number.as_str()), ("+15550001111", "+15550002222"));
+    assert_eq!(m.body, "Riverside: 12 Main St.");
+}
+
+#[tokio::test]
+async fn without_twilio_credentials_a_message_is_kept_as_not_configured() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (base, _seen) = scripted_model(|_| Reply {
+        tool: Some(("send_message", json!({"body": "See you soon."}))),
+        ..says(&["Done."])
+    })
+    .await;
+    let s = server_with_model(&base, None).await;
+    let agent = json!({"name": "Riverside", "voiceMode": "hosted", "systemPrompt": "You help.", "beginMessage": "Hi.",
+                       "enableMessaging": true, "maxSilenceMs": 60000});
+    let params = json!({"from": "+15550001111", "to": "+15550002222"});
+    let (_c, rec) = run_call(&s, agent, params, "goodbye", 1.0).await;
+    let store =
+        switchboard::store::Store::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
+    let messages = store.list_call_messages(&rec.id).await.unwrap();
+    store.close().await;
+    assert!(!messages.is_empty(), "kept even though it could not be sent");
+    assert!(
+        messages.iter().all(|m| m.status == "not-configured" && m.body == "See you soon."),
+        "{messages:?}"
+    );
+}
+
+#[tokio::test]
 async fn the_models_end_call_tool_hangs_up_and_a_failure_gets_the_fallback_line() {
     let _one = ONE_AT_A_TIME.lock().await;
     // Turn 1: the model refuses the request (a bad key: not retried); turn 2: it calls end_call

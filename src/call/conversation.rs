@@ -103,6 +103,8 @@ pub struct AgentCall {
     pub filler_after: Duration,
     /// Ask the model on tentative transcripts (LLM responders only).
     pub preemptive: bool,
+    /// Sends the agent's text messages; `None`: they are only recorded.
+    pub messenger: Option<Arc<super::messaging::Messenger>>,
     /// The gateway's answering-machine verdict (`machine_start`, `machine_end_beep`, `human`, …).
     pub answered_by: Option<String>,
 }
@@ -118,6 +120,7 @@ impl AgentCall {
             responder: None,
             filler_after: Duration::from_millis(1500),
             preemptive: false,
+            messenger: None,
             answered_by: None,
         }
     }
@@ -952,11 +955,17 @@ impl AgentConversation {
                     None => tracing::warn!("transfer asked for, but the agent has no transferNumber"),
                 }
             }
-            ReplyAction::SendMessage { body } => {
-                // Messaging is not wired to a provider yet: the request is recorded on the call.
-                tracing::warn!("send_message: no messaging provider configured");
-                self.record("send_message", now, Some(json!({"body": body, "status": "not-configured"})));
-            }
+            ReplyAction::SendMessage { body } => match self.call.messenger.clone() {
+                // Sent beside the call (stored first, then the provider): the talk goes on.
+                Some(m) => {
+                    self.record("send_message", now, Some(json!({"body": body})));
+                    tokio::spawn(async move { m.send(&body).await });
+                }
+                None => {
+                    tracing::warn!("send_message: this call cannot send messages");
+                    self.record("send_message", now, Some(json!({"body": body, "status": "not-configured"})));
+                }
+            },
         }
     }
 

@@ -20,6 +20,7 @@ pub mod conversation;
 pub mod hosted;
 pub mod listener;
 pub mod listening;
+pub mod messaging;
 pub mod playout;
 pub mod queue;
 pub mod recorder;

@@ -328,7 +328,7 @@ async fn admit(
     };
     let mode = match (loopback, agent_config) {
         (true, _) => Mode::Loopback { transfer_to: param("transferTo").map(str::to_string) },
-        (false, Some(agent)) => Mode::Agent(Box::new(agent_call(ctx, &call, agent, &start.params).await)),
+        (false, Some(agent)) => Mode::Agent(Box::new(agent_call(ctx, &call, agent, start).await)),
         (false, None) => {
             let reason = "the call has no agent".to_string();
             supervisor::finish(&ctx.store, &call.id, CallStatus::Failed, &reason).await;
@@ -344,8 +344,9 @@ async fn agent_call(
     ctx: &SessionContext,
     call: &Call,
     config: AgentConfig,
-    params: &std::collections::HashMap<String, String>,
+    start: &StartInfo,
 ) -> super::conversation::AgentCall {
+    let params = &start.params;
     let mut variables: std::collections::BTreeMap<String, String> = params
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "token" | "mode"))
@@ -397,6 +398,14 @@ async fn agent_call(
         responder,
         filler_after: ctx.engines.filler_after,
         preemptive: ctx.engines.preemptive_replies,
+        messenger: Some(std::sync::Arc::new(super::messaging::Messenger {
+            control: ctx.control.clone(),
+            store: ctx.store.clone(),
+            call_id: call.id.clone(),
+            account: start.account_id.clone(),
+            caller: call.from_number.clone().unwrap_or_default(),
+            number: call.to_number.clone().unwrap_or_default(),
+        })),
         answered_by: params.get("answeredBy").cloned(),
     }
 }

@@ -8,6 +8,7 @@
 mod agents;
 mod calls;
 mod keys;
+mod messages;
 mod numbers;
 mod turns;
 mod webhooks;
@@ -21,6 +22,7 @@ use sqlx::{AnyPool, Executor};
 pub use agents::Agent;
 pub use calls::{Call, CallStatus, NewCall, MEDIA_TOKEN_PREFIX};
 pub use keys::{ApiKey, NewKey};
+pub use messages::CallMessage;
 pub use numbers::{NumberPatch, PhoneNumber};
 pub use turns::{CallEvent, CallTurn, NewTurn};
 pub use webhooks::{AttemptRecord, DeliveryStatus, NewDelivery, NewWebhook, Webhook, WebhookDelivery};

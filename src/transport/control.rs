@@ -200,6 +200,47 @@ impl GatewayControl {
     }
 
     /// Account SID (config, else the start message's) and auth token.
+    /// Sends a text message through Twilio's Messages API (`POST …/Messages.json` with `To`,
+    /// `From`, `Body`); returns the message `sid`. `account` is the call's account when the
+    /// server has no account SID configured.
+    pub async fn send_text(
+        &self,
+        account: Option<&str>,
+        from: &str,
+        to: &str,
+        body: &str,
+    ) -> Result<String, ControlError> {
+        const OP: &str = "send message";
+        let p = Protocol::Twilio.as_str();
+        let start = StartInfo { account_id: account.map(str::to_string), ..StartInfo::default() };
+        let (sid, token) = self.twilio_credentials(&start)?;
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            base(&self.config.twilio_api_base),
+            segment(&sid)
+        );
+        let form = [("To", to), ("From", from), ("Body", body)];
+        let network = |e: reqwest::Error| ControlError::Network {
+            protocol: p,
+            operation: OP,
+            message: e.without_url().to_string(),
+        };
+        let resp =
+            self.client.post(&url).basic_auth(&sid, Some(token)).form(&form).send().await.map_err(network)?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            let body = truncate(text.trim(), ERROR_BODY_CHARS);
+            return Err(ControlError::Status { protocol: p, operation: OP, status: status.as_u16(), body });
+        }
+        let sid = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["sid"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        tracing::info!(message_sid = %sid, "text message sent");
+        Ok(sid)
+    }
+
     fn twilio_credentials<'a>(&'a self, start: &'a StartInfo) -> Result<(String, &'a str), ControlError> {
         let c = &self.config;
         let token = c.twilio_auth_token.as_deref().filter(|t| !t.is_empty());
