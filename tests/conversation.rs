@@ -168,3 +168,38 @@ async fn the_ambient_bed_plays_under_silence_and_none_is_exact_silence() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_greeting_plays_at_the_agents_voice_speed() {
+    // The same greeting at speeds 1 and 2 with the default voice (Piper when its weights are
+    // present): the speech on the wire (first to last audible frame) lasts half as long at 2.
+    let s = TestServer::start().await;
+    let greeting = "Thank you for calling the Riverside restaurant, how can I help you today?";
+    let mut spans = Vec::new();
+    for speed in [1.0, 2.0] {
+        let mut best = f64::MAX;
+        // VITS is stochastic: the shortest of two renditions.
+        for _ in 0..2 {
+            let mut c = agent_call(
+                &s,
+                json!({"name": "Speed", "voiceSpeed": speed, "beginMessage": greeting, "maxSilenceMs": 60000}),
+            )
+            .await;
+            c.stream(silence(6.0), Duration::from_millis(100)).await;
+            c.send(twilio::stop()).await;
+            c.closed().await;
+            let loud = audible_frames(&c.got.frames);
+            let (first, last) = (loud[0], *loud.last().unwrap());
+            best = best.min((last - first + 1) as f64 * 0.02);
+        }
+        spans.push(best);
+    }
+    let ratio = spans[0] / spans[1];
+    eprintln!("speech {:.2} s at 1×, {:.2} s at 2×: ratio {ratio:.2}", spans[0], spans[1]);
+    assert!(
+        (1.75..=2.25).contains(&ratio),
+        "speech {:.2} s at 1×, {:.2} s at 2×: ratio {ratio:.2}",
+        spans[0],
+        spans[1]
+    );
+}

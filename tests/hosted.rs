@@ -135,6 +135,30 @@ fn call_audio(name: &str, tail_secs: f64) -> Vec<Message> {
     frames.iter().enumerate().map(|(i, f)| twilio::media(i, f)).collect()
 }
 
+/// A local Twilio REST API answering `reply` to everything; returns the gateway settings that
+/// point at it (account AC0123) and the (path, body) of each request it got.
+async fn local_twilio(reply: &'static str) -> (GatewayConfig, Arc<Mutex<Vec<(String, String)>>>) {
+    let hits: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let h = hits.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: String| {
+        let h = h.clone();
+        async move {
+            h.lock().unwrap().push((uri.path().to_string(), body));
+            reply
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let gateways = GatewayConfig {
+        twilio_account_sid: Some("AC0123".into()),
+        twilio_auth_token: Some("secret".into()),
+        twilio_api_base: gw,
+        ..GatewayConfig::default()
+    };
+    (gateways, hits)
+}
+
 /// Streams `fixture` to a new agent; returns the client and the ended call's record.
 async fn run_call(
     s: &TestServer,
@@ -317,24 +341,7 @@ async fn a_goodbye_ends_the_call_after_the_closing_line() {
 async fn asking_for_a_person_transfers_to_the_transfer_number() {
     let _one = ONE_AT_A_TIME.lock().await;
     // The local gateway: records Twilio's call-update request.
-    let hits: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    let h = hits.clone();
-    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: String| {
-        let h = h.clone();
-        async move {
-            h.lock().unwrap().push((uri.path().to_string(), body));
-            "{}"
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gw = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let gateways = GatewayConfig {
-        twilio_account_sid: Some("AC0123".into()),
-        twilio_auth_token: Some("secret".into()),
-        twilio_api_base: gw,
-        ..GatewayConfig::default()
-    };
+    let (gateways, hits) = local_twilio("{}").await;
     let (base, seen) = scripted_model(|_| says(&["I can help with that."])).await;
     let s = server_with_model(&base, Some(gateways)).await;
     let agent = json!({"name": "Desk", "voiceMode": "hosted", "systemPrompt": "You are a help desk.", "beginMessage": "Hello.",
@@ -364,24 +371,7 @@ async fn asking_for_a_person_transfers_to_the_transfer_number() {
 async fn the_send_message_tool_texts_the_caller_through_twilio_and_stores_the_message() {
     let _one = ONE_AT_A_TIME.lock().await;
     // The local Twilio: records the Messages API request and answers with a message sid.
-    let hits: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    let h = hits.clone();
-    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: String| {
-        let h = h.clone();
-        async move {
-            h.lock().unwrap().push((uri.path().to_string(), body));
-            r#"{"sid": "SM0042", "status": "queued"}"#
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gw = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let gateways = GatewayConfig {
-        twilio_account_sid: Some("AC0123".into()),
-        twilio_auth_token: Some("secret".into()),
-        twilio_api_base: gw,
-        ..GatewayConfig::default()
-    };
+    let (gateways, hits) = local_twilio(r#"{"sid": "SM0042", "status": "queued"}"#).await;
     let (base, seen) = scripted_model(|req| {
         let n = req["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "user").count();
         if n == 1 {

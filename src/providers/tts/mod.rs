@@ -30,6 +30,16 @@ pub enum TtsError {
 /// Speech in chunks of mono 16 kHz PCM, in order; ends after the last chunk or the first error.
 pub type TtsStream<'a> = Pin<Box<dyn futures_util::Stream<Item = Result<Vec<i16>, TtsError>> + Send + 'a>>;
 
+/// The whole speech of a stream (for engines whose `synthesize` is their stream, collected).
+pub async fn collect(mut stream: TtsStream<'_>) -> Result<Vec<i16>, TtsError> {
+    use futures_util::StreamExt;
+    let mut pcm = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        pcm.extend(chunk?);
+    }
+    Ok(pcm)
+}
+
 /// One synthesis request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TtsRequest {

@@ -86,14 +86,7 @@ impl TtsEngine for OpenAiTts {
         &self,
         req: TtsRequest,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<i16>, TtsError>> + Send + '_>> {
-        Box::pin(async move {
-            let mut stream = self.stream(req);
-            let mut pcm = Vec::new();
-            while let Some(chunk) = stream.next().await {
-                pcm.extend(chunk?);
-            }
-            Ok(pcm)
-        })
+        Box::pin(super::collect(self.stream(req)))
     }
 
     fn stream(&self, req: TtsRequest) -> TtsStream<'_> {

@@ -345,14 +345,7 @@ impl TtsEngine for PiperTts {
         &self,
         req: TtsRequest,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<i16>, TtsError>> + Send + '_>> {
-        Box::pin(async move {
-            let mut stream = self.stream(req);
-            let mut pcm = Vec::new();
-            while let Some(chunk) = stream.next().await {
-                pcm.extend(chunk?);
-            }
-            Ok(pcm)
-        })
+        Box::pin(super::collect(self.stream(req)))
     }
 
     /// One chunk per sentence, each as soon as it is inferred.
