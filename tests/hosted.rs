@@ -415,6 +415,15 @@ async fn the_send_message_tool_texts_the_caller_through_twilio_and_stores_the_me
     assert_eq!((m.status.as_str(), m.provider_id.as_deref()), ("sent", Some("SM0042")));
     assert_eq!((m.to_number.as_str(), m.from_number.as_str()), ("+15550001111", "+15550002222"));
     assert_eq!(m.body, "Riverside: 12 Main St.");
+    // Listed on the call record.
+    let (_, call) = s.get(&format!("/v1/calls/{}", rec.id)).await;
+    let listed = call["messages"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{call}");
+    assert_eq!(
+        (listed[0]["status"].as_str(), listed[0]["providerId"].as_str()),
+        (Some("sent"), Some("SM0042"))
+    );
+    assert_eq!(listed[0]["toNumber"], "+15550001111");
 }
 
 #[tokio::test]

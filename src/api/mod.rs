@@ -5,6 +5,7 @@
 //! one [`ApiError`] type: `{"detail": "..."}` naming the field; internal causes go to the log.
 
 mod agents;
+mod calls;
 mod error;
 mod media;
 mod numbers;
@@ -156,6 +157,9 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/agents/{id}", get(agents::get).patch(agents::update).delete(agents::delete))
         .route("/agents/{id}/numbers", post(agents::attach_number))
         .route("/agents/{id}/numbers/{number_id}", axum::routing::delete(agents::detach_number))
+        .route("/agents/{id}/calls", get(calls::of_agent))
+        .route("/calls", get(calls::list))
+        .route("/calls/{id}", get(calls::get))
         .route("/numbers", post(numbers::create).get(numbers::list))
         .route("/numbers/{id}", get(numbers::get).patch(numbers::update).delete(numbers::delete))
         .merge(crate::webhook::api::routes())

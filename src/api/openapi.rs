@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{agents, numbers, ops};
+use super::{agents, calls, numbers, ops};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,13 +13,14 @@ use super::{agents, numbers, ops};
         agents::create, agents::list, agents::get, agents::update, agents::delete, agents::voices, agents::languages,
         agents::attach_number, agents::detach_number,
         numbers::create, numbers::list, numbers::get, numbers::update, numbers::delete,
+        calls::list, calls::get, calls::of_agent,
         crate::webhook::api::put, crate::webhook::api::get_one, crate::webhook::api::delete,
         crate::webhook::api::deliveries, crate::webhook::api::test,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "agents"), (name = "numbers"), (name = "webhooks"), (name = "operators"))
+    tags((name = "agents"), (name = "numbers"), (name = "calls"), (name = "webhooks"), (name = "operators"))
 )]
 pub struct ApiDoc;
 

@@ -67,6 +67,17 @@ pub struct Call {
     pub created_at: DateTime<Utc>,
 }
 
+/// Which calls [`Store::list_calls`] returns (all given conditions hold).
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    pub agent_id: Option<String>,
+    pub status: Option<CallStatus>,
+    /// `inbound`, `outbound` or `web`.
+    pub direction: Option<String>,
+    /// A fragment of the caller's or called number, the line, or the agent's name.
+    pub search: Option<String>,
+}
+
 /// What is known of a call when it is created.
 #[derive(Debug, Clone, Default)]
 pub struct NewCall {
@@ -241,6 +252,53 @@ impl Store {
             return Ok(None);
         }
         Ok(Some(self.get_call(&id).await?))
+    }
+
+    /// Calls matching `filter`, newest first, and how many match in all.
+    pub async fn list_calls(&self, filter: &CallFilter, limit: i64, offset: i64) -> Result<(Vec<Call>, i64)> {
+        let mut conditions = Vec::new();
+        let mut binds: Vec<String> = Vec::new();
+        let mut add = |sql: &str, value: String, binds: &mut Vec<String>| {
+            binds.push(value);
+            conditions.push(sql.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(a) = &filter.agent_id {
+            add("agent_id = ?", a.clone(), &mut binds);
+        }
+        if let Some(st) = filter.status {
+            add("status = ?", st.as_str().to_string(), &mut binds);
+        }
+        if let Some(d) = &filter.direction {
+            add("direction = ?", d.clone(), &mut binds);
+        }
+        if let Some(q) = filter.search.as_deref().filter(|q| !q.is_empty()) {
+            // A number or name fragment: from, to, the line called or the agent's name.
+            let like = format!("%{}%", q.replace(['\\', '%', '_'], ""));
+            binds.push(like);
+            let n = binds.len();
+            conditions.push(format!(
+                "(from_number LIKE ${n} OR to_number LIKE ${n} OR phone_number LIKE ${n} OR agent_name LIKE ${n})"
+            ));
+        }
+        let clause =
+            if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let count_sql = format!("SELECT COUNT(*) FROM calls {clause}");
+        let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+        for b in &binds {
+            count = count.bind(b);
+        }
+        let total = count.fetch_one(&self.pool).await?;
+        let sql = format!(
+            "SELECT {CALL_COLUMNS} FROM calls {clause} ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}",
+            binds.len() + 1,
+            binds.len() + 2
+        );
+        let mut query = sqlx::query(&sql);
+        for b in &binds {
+            query = query.bind(b);
+        }
+        let rows = query.bind(limit).bind(offset).fetch_all(&self.pool).await?;
+        Ok((rows.iter().map(call_from_row).collect::<Result<_>>()?, total))
     }
 
     pub async fn get_call(&self, id: &str) -> Result<Call> {

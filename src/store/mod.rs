@@ -20,7 +20,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use agents::Agent;
-pub use calls::{Call, CallStatus, NewCall, MEDIA_TOKEN_PREFIX};
+pub use calls::{Call, CallFilter, CallStatus, NewCall, MEDIA_TOKEN_PREFIX};
 pub use keys::{ApiKey, NewKey};
 pub use messages::CallMessage;
 pub use numbers::{NumberPatch, PhoneNumber};
