@@ -114,6 +114,9 @@ pub struct RetryPolicy {
     pub poll_interval: Duration,
 }
 
+/// Just under a millisecond: added before a time is stored (truncated to milliseconds) to round it up.
+const SUB_MILLI: Duration = Duration::from_micros(999);
+
 impl RetryPolicy {
     /// When attempt `attempts_made + 1` is due, or `None` when no attempt is left.
     pub fn backoff(&self, attempts_made: i64) -> Option<Duration> {
@@ -215,7 +218,9 @@ impl Worker {
                     status: if next.is_some() { DeliveryStatus::Pending } else { DeliveryStatus::Failed },
                     http_status: e.http_status(),
                     attempted_at: crate::store::fmt_time(now),
-                    next_retry_at: next.map(|d| crate::store::fmt_time(now + d)),
+                    // Stored times keep whole milliseconds (truncated), so round up: a retry is
+                    // never due before its full backoff has passed.
+                    next_retry_at: next.map(|d| crate::store::fmt_time(now + d + SUB_MILLI)),
                     error_message: Some(e.to_string()),
                 };
                 tracing::info!(delivery_id = %d.id, attempts, error = %e, retry = next.is_some(), "webhook delivery attempt failed");
