@@ -543,3 +543,35 @@ mod tests {
         assert_eq!(a, before);
     }
 }
+
+/// Settings one call places over its agent's (`POST /v1/calls`), stored with the call as JSON.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallOverrides {
+    /// Spoken first instead of the agent's `beginMessage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_greeting: Option<String>,
+    /// Replaces the agent's `systemPrompt` for this call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    /// Extra `{{var}}` values for the prompt (beside from, to, callId, agentName).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub variables: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_tier: Option<ModelTier>,
+}
+
+impl CallOverrides {
+    /// Applies the overrides to the agent's settings (the variables are the caller's to add).
+    pub fn apply(&self, config: &mut AgentConfig) {
+        if let Some(g) = &self.initial_greeting {
+            config.begin_message = Some(g.clone());
+        }
+        if let Some(p) = &self.system_prompt {
+            config.system_prompt = Some(p.clone());
+        }
+        if let Some(t) = self.model_tier {
+            config.model_tier = t;
+        }
+    }
+}

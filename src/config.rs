@@ -191,6 +191,13 @@ pub struct RawConfig {
     /// Milliseconds between checks of the webhook event queue [default: 1000].
     #[arg(long, env = "SWITCHBOARD_WEBHOOK_POLL_INTERVAL_MS")]
     pub webhook_poll_interval_ms: Option<u64>,
+    /// Record agent calls as stereo WAV (caller left, agent right) [default: true]. A call
+    /// placed with `disableRecording` is never recorded.
+    #[arg(long, env = "SWITCHBOARD_RECORD_CALLS")]
+    pub record_calls: Option<bool>,
+    /// Folder of call recordings (`<call id>.wav`) [default: recordings].
+    #[arg(long, env = "SWITCHBOARD_RECORDINGS_DIR")]
+    pub recordings_dir: Option<PathBuf>,
     /// TOML file with any of these settings (snake_case keys); flags and environment win over it.
     #[arg(long, env = "SWITCHBOARD_CONFIG")]
     #[serde(skip)]
@@ -230,6 +237,10 @@ pub struct Config {
     pub webhook_retry_base: Duration,
     /// How often the webhook worker looks for due events.
     pub webhook_poll_interval: Duration,
+    /// Whether agent calls are recorded (unless placed with `disableRecording`).
+    pub record_calls: bool,
+    /// Where recordings are written.
+    pub recordings_dir: PathBuf,
 }
 
 /// Engine choices and the OpenAI-compatible endpoint.
@@ -347,6 +358,8 @@ impl Default for Config {
             providers: ProvidersConfig::default(),
             webhook_retry_base: Duration::from_secs(1),
             webhook_poll_interval: Duration::from_secs(1),
+            record_calls: true,
+            recordings_dir: PathBuf::from("recordings"),
         }
     }
 }
@@ -451,6 +464,8 @@ impl RawConfig {
                 merged.webhook_poll_interval_ms,
                 defaults.webhook_poll_interval,
             )?,
+            record_calls: merged.record_calls.unwrap_or(defaults.record_calls),
+            recordings_dir: merged.recordings_dir.unwrap_or(defaults.recordings_dir),
         })
     }
 
@@ -503,6 +518,8 @@ impl RawConfig {
             openai_api_key: self.openai_api_key.or(lower.openai_api_key),
             webhook_retry_base_ms: self.webhook_retry_base_ms.or(lower.webhook_retry_base_ms),
             webhook_poll_interval_ms: self.webhook_poll_interval_ms.or(lower.webhook_poll_interval_ms),
+            record_calls: self.record_calls.or(lower.record_calls),
+            recordings_dir: self.recordings_dir.or(lower.recordings_dir),
             config: self.config,
         }
     }

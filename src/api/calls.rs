@@ -1,17 +1,24 @@
 //! `/v1/calls`: call records with their turns (caller text + agent response) and the text
 //! messages the agent sent. Listing: `GET /v1/calls` (filters `status`, `direction`, `search`,
 //! `agentId`) and `GET /v1/agents/{id}/calls`; one call with its `transcripts` and `messages`:
-//! `GET /v1/calls/{id}`.
+//! `GET /v1/calls/{id}`; its transcript alone (`/transcript`) or live as Server-Sent Events
+//! (`/transcript/stream`); ending a live call (`POST /v1/calls/{id}/end`).
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
+use futures_util::Stream;
 use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
 use utoipa::ToSchema;
 
 use super::{ApiError, AppState, Page, Pagination};
 use crate::store::{fmt_time, Call, CallFilter, CallMessage, CallStatus, CallTurn};
+use crate::transport::{Protocol, StartInfo};
 
 /// A call as the API returns it (`transcripts` and `messages` only on `GET /v1/calls/{id}`).
 #[derive(Debug, Serialize, ToSchema)]
@@ -176,4 +183,224 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     let transcripts = store.list_call_turns(&id).await?.into_iter().map(TranscriptOut::from).collect();
     let messages = store.list_call_messages(&id).await?.into_iter().map(MessageOut::from).collect();
     Ok(Json(CallOut { transcripts: Some(transcripts), messages: Some(messages), ..CallOut::from(call) }))
+}
+
+/// How long `POST /v1/calls/{id}/end` waits for the call's record to be final.
+const END_WAIT: Duration = Duration::from_secs(5);
+/// How often a transcript stream re-reads a call that is not live on this node (ringing, or
+/// served by another node) until it ends.
+const STREAM_POLL: Duration = Duration::from_secs(1);
+/// Events a transcript stream may hold for a slow client.
+const STREAM_BUFFER: usize = 32;
+
+/// Why a call was hung up through the API (the call record's `endReason`).
+pub const API_END_REASON: &str = "ended by the API";
+
+#[utoipa::path(post, path = "/v1/calls/{id}/end", tag = "calls", params(("id" = String, Path)),
+    responses((status = 200, body = CallOut), (status = 401), (status = 404), (status = 409)))]
+/// Hangs a call up: a live call through its supervisor (the gateway is told, the record written
+/// as for an agent's hang-up); a call still ringing is marked ended. Answers the final record.
+pub async fn end(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CallOut>, ApiError> {
+    let store = state.store();
+    let call = store.get_call(&id).await?;
+    if call.status.is_final() {
+        return Err(ApiError::Conflict(format!(
+            "call {id} has already ended (status {})",
+            call.status.as_str()
+        )));
+    }
+    let feed = state.registry().subscribe(&id);
+    if state.registry().end_with(&id, API_END_REASON) {
+        if let Some(mut rx) = feed {
+            // The feed closes once the supervisor has written the end of the record.
+            let closed =
+                async { while !matches!(rx.recv().await, Err(broadcast::error::RecvError::Closed)) {} };
+            if tokio::time::timeout(END_WAIT, closed).await.is_err() {
+                tracing::warn!(call_id = %id, "call did not end within the wait; answering its current record");
+            }
+        }
+    } else {
+        // Not live here: ringing (no media stream yet) or live on another node.
+        if call.status == CallStatus::InProgress {
+            return Err(ApiError::Conflict(format!(
+                "call {id} is in progress but not on this node; end it where it is served"
+            )));
+        }
+        cancel_ringing(&state, &call).await;
+        store.end_call(&id, CallStatus::Completed, API_END_REASON).await?;
+    }
+    Ok(Json(CallOut::from(store.get_call(&id).await?)))
+}
+
+/// A call's transcript: its turns in order and the conversation as text.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TranscriptDoc {
+    pub call_id: String,
+    pub status: String,
+    pub transcripts: Vec<TranscriptOut>,
+    /// `Caller: …` / `Agent: …` lines, one per utterance.
+    pub text: String,
+}
+
+/// The conversation as `Caller:` / `Agent:` lines.
+fn transcript_text(turns: &[TranscriptOut]) -> String {
+    let mut lines = Vec::with_capacity(turns.len() * 2);
+    for t in turns {
+        lines.push(format!("Caller: {}", t.transcript));
+        if let Some(r) = t.response.as_deref().filter(|r| !r.is_empty()) {
+            lines.push(format!("Agent: {r}"));
+        }
+    }
+    lines.join("\n")
+}
+
+#[utoipa::path(get, path = "/v1/calls/{id}/transcript", tag = "calls", params(("id" = String, Path)),
+    responses((status = 200, body = TranscriptDoc), (status = 401), (status = 404)))]
+pub async fn transcript(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TranscriptDoc>, ApiError> {
+    let store = state.store();
+    let call = store.get_call(&id).await?;
+    let transcripts: Vec<TranscriptOut> =
+        store.list_call_turns(&id).await?.into_iter().map(TranscriptOut::from).collect();
+    let text = transcript_text(&transcripts);
+    Ok(Json(TranscriptDoc { call_id: call.id, status: call.status.as_str().to_string(), transcripts, text }))
+}
+
+#[utoipa::path(get, path = "/v1/calls/{id}/transcript/stream", tag = "calls", params(("id" = String, Path)),
+    responses((status = 200, content_type = "text/event-stream",
+        description = "`connected` {callId, status}; then `turn` {id, transcript, response, createdAt} for each \
+            turn written so far and each one written from now on (a turn comes again, same id, when its \
+            response is written or cut to what the caller heard: replace by id); `ended` {callId, status, \
+            endedAt, endReason} when the call is over, then the stream closes."),
+        (status = 401), (status = 404)))]
+pub async fn transcript_stream(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let call = state.store().get_call(&id).await?; // 404 before the stream opens
+    let (tx, mut rx) = mpsc::channel(STREAM_BUFFER);
+    tokio::spawn(feed_transcript(state, call, tx));
+    let events = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|e| e.map(Ok)));
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+fn sse(kind: &str, data: &impl Serialize) -> Event {
+    Event::default().event(kind).json_data(data).unwrap_or_else(|_| Event::default().event(kind))
+}
+
+/// Feeds one transcript stream until the call has ended or the client has gone (a send fails).
+async fn feed_transcript(state: AppState, call: Call, tx: mpsc::Sender<Event>) {
+    let id = call.id.clone();
+    let connected = serde_json::json!({"callId": id, "status": call.status.as_str()});
+    if tx.send(sse("connected", &connected)).await.is_err() {
+        return;
+    }
+    // What each turn looked like when last sent, so a replayed or repeated turn is sent once.
+    let mut sent: HashMap<String, Option<String>> = HashMap::new();
+    loop {
+        // Subscribe before reading the store: a turn written in between is seen twice, never lost.
+        let live = state.registry().subscribe(&id);
+        let Ok(turns) = state.store().list_call_turns(&id).await else { return };
+        for turn in turns {
+            if send_turn(&tx, &mut sent, turn).await.is_err() {
+                return;
+            }
+        }
+        match live {
+            Some(mut live) => loop {
+                match live.recv().await {
+                    Ok(turn) => {
+                        if send_turn(&tx, &mut sent, turn).await.is_err() {
+                            return;
+                        }
+                    }
+                    // Fell behind: the store has every turn; read it again.
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            },
+            None => {
+                let Ok(now) = state.store().get_call(&id).await else { return };
+                if !now.status.is_final() {
+                    tokio::select! {
+                        () = tokio::time::sleep(STREAM_POLL) => {}
+                        () = tx.closed() => return,
+                    }
+                    continue;
+                }
+            }
+        }
+        let Ok(now) = state.store().get_call(&id).await else { return };
+        if now.status.is_final() {
+            // Turns written after the last read (the feed closed with them queued) are in the store.
+            let Ok(turns) = state.store().list_call_turns(&id).await else { return };
+            for turn in turns {
+                if send_turn(&tx, &mut sent, turn).await.is_err() {
+                    return;
+                }
+            }
+            let out = CallOut::from(now);
+            let ended = serde_json::json!({"callId": out.id, "status": out.status, "endedAt": out.ended_at,
+                "endReason": out.end_reason});
+            let _ = tx.send(sse("ended", &ended)).await;
+            return;
+        }
+    }
+}
+
+/// Sends a turn unless it was already sent as it is now.
+async fn send_turn(
+    tx: &mpsc::Sender<Event>,
+    sent: &mut HashMap<String, Option<String>>,
+    turn: CallTurn,
+) -> Result<(), mpsc::error::SendError<Event>> {
+    if sent.get(&turn.id) == Some(&turn.response) {
+        return Ok(());
+    }
+    sent.insert(turn.id.clone(), turn.response.clone());
+    tx.send(sse("turn", &TranscriptOut::from(turn))).await
+}
+
+/// Tells the gateway to stop a call that is still ringing (best effort: the record is ended
+/// whatever the gateway answers, and a stream that connects later is refused).
+async fn cancel_ringing(state: &AppState, call: &Call) {
+    let (Some(protocol), Some(gateway_id)) =
+        (call.transport.as_deref().and_then(Protocol::parse), call.gateway_call_id.clone())
+    else {
+        return;
+    };
+    let start = StartInfo { call_id: Some(gateway_id), ..StartInfo::default() };
+    if let Err(e) = state.control().cancel(protocol, &start).await {
+        tracing::warn!(call_id = %call.id, error = %e, "gateway did not cancel the ringing call");
+    }
+}
+
+#[utoipa::path(get, path = "/v1/calls/{id}/recording", tag = "calls", params(("id" = String, Path)),
+    responses((status = 200, content_type = "audio/wav",
+        description = "16-bit stereo PCM WAV at the call's wire rate: the caller on the left channel, the \
+            agent on the right. Written as the call goes, so a live call's recording so far."),
+        (status = 401), (status = 404)))]
+pub async fn recording(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    let call = state.store().get_call(&id).await?;
+    let path = crate::call::recording::recording_path(&state.config().recordings_dir, &call.id);
+    let wav = tokio::task::spawn_blocking(move || crate::call::recording::read_wav(&path))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(format!("reading the recording: {e}")))?;
+    let Some(wav) = wav else {
+        let why =
+            if call.disable_recording { "it was placed with disableRecording" } else { "none was made" };
+        return Err(ApiError::NotFound(format!("call {id} has no recording ({why})")));
+    };
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "audio/wav")
+        .header(axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}.wav\""))
+        .body(axum::body::Body::from(wav))
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }

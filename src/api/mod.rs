@@ -69,6 +69,8 @@ struct Inner {
     ready: AtomicBool,
     /// Connection pool for webhook requests (live turns, tests, the event worker).
     webhook_http: reqwest::Client,
+    /// The recording writer, when calls are recorded.
+    recordings: Option<crate::call::recording::RecordingWriter>,
 }
 
 impl AppState {
@@ -79,6 +81,16 @@ impl AppState {
         metrics: Arc<Metrics>,
     ) -> Self {
         let voices = engines.voices.clone();
+        let recordings = if config.record_calls {
+            crate::call::recording::RecordingWriter::start(&config.recordings_dir)
+                .map_err(|e| {
+                    tracing::error!(dir = %config.recordings_dir.display(), error = %e,
+                        "cannot write recordings there; calls are not recorded")
+                })
+                .ok()
+        } else {
+            None
+        };
         let registry = CallRegistry::new(config.max_calls, metrics.clone());
         let control =
             Arc::new(GatewayControl::new(config.gateways.clone()).with_public_url(config.public_url.clone()));
@@ -93,6 +105,7 @@ impl AppState {
                 engines,
                 ready: AtomicBool::new(true),
                 webhook_http: crate::webhook::http_client(),
+                recordings,
             }),
         }
     }
@@ -115,7 +128,13 @@ impl AppState {
             start_timeout: self.inner.config.media_start_timeout,
             engines: self.inner.engines.clone(),
             webhook_http: self.inner.webhook_http.clone(),
+            recordings: self.inner.recordings.clone(),
         }
+    }
+
+    /// Gateway REST call control.
+    pub fn control(&self) -> &GatewayControl {
+        &self.inner.control
     }
 
     pub fn store(&self) -> &Store {
@@ -160,6 +179,10 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/agents/{id}/calls", get(calls::of_agent))
         .route("/calls", get(calls::list))
         .route("/calls/{id}", get(calls::get))
+        .route("/calls/{id}/end", post(calls::end))
+        .route("/calls/{id}/transcript", get(calls::transcript))
+        .route("/calls/{id}/transcript/stream", get(calls::transcript_stream))
+        .route("/calls/{id}/recording", get(calls::recording))
         .route("/numbers", post(numbers::create).get(numbers::list))
         .route("/numbers/{id}", get(numbers::get).patch(numbers::update).delete(numbers::delete))
         .merge(crate::webhook::api::routes())

@@ -24,6 +24,7 @@ pub mod messaging;
 pub mod playout;
 pub mod queue;
 pub mod recorder;
+pub mod recording;
 pub mod registry;
 pub mod reply;
 pub mod sentences;

@@ -1,9 +1,11 @@
 //! Recorder: writes a call's turns and timeline to the store as they happen, off the
-//! conversation's path (a database write never delays a turn-taking decision).
+//! conversation's path (a database write never delays a turn-taking decision), and publishes
+//! each written turn on the call's live transcript feed.
 
 use tokio::sync::mpsc;
 
-use crate::store::{CallEvent, NewTurn, Store};
+use super::registry::TranscriptFeed;
+use crate::store::{CallEvent, CallTurn, NewTurn, Store};
 
 /// Records waiting to be written.
 pub const RECORDER_QUEUE: usize = 128;
@@ -29,9 +31,10 @@ pub struct Recorder {
 
 impl Recorder {
     /// A recorder for `call_id` and the task that writes for it (ends when every handle is gone).
-    pub fn spawn(store: Store, call_id: String) -> (Self, tokio::task::JoinHandle<()>) {
+    /// Written turns are published on `feed` (no subscriber is fine).
+    pub fn spawn(store: Store, call_id: String, feed: TranscriptFeed) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(RECORDER_QUEUE);
-        (Self { tx, next_event: 1 }, tokio::spawn(write_all(store, call_id, rx)))
+        (Self { tx, next_event: 1 }, tokio::spawn(write_all(store, call_id, rx, feed)))
     }
 
     /// Records a timeline event at `at_ms` with optional JSON detail.
@@ -61,16 +64,20 @@ impl Recorder {
     }
 }
 
-async fn write_all(store: Store, call_id: String, mut rx: mpsc::Receiver<Record>) {
-    let mut turn_ids = std::collections::HashMap::new();
+async fn write_all(store: Store, call_id: String, mut rx: mpsc::Receiver<Record>, feed: TranscriptFeed) {
+    let mut turns: std::collections::HashMap<i64, CallTurn> = std::collections::HashMap::new();
     while let Some(r) = rx.recv().await {
         let result = match r {
             Record::Event(e) => store.add_call_event(&call_id, &e).await,
-            Record::Turn(t) => store.add_call_turn(&call_id, &t).await.map(|id| {
-                turn_ids.insert(t.seq, id);
+            Record::Turn(t) => store.add_call_turn(&call_id, &t).await.map(|turn| {
+                let _ = feed.send(turn.clone());
+                turns.insert(t.seq, turn);
             }),
-            Record::Response { seq, text } => match turn_ids.get(&seq) {
-                Some(id) => store.set_turn_response(id, &text).await,
+            Record::Response { seq, text } => match turns.get_mut(&seq) {
+                Some(turn) => store.set_turn_response(&turn.id, &text).await.map(|()| {
+                    turn.response = Some(text);
+                    let _ = feed.send(turn.clone());
+                }),
                 None => Ok(()),
             },
         };

@@ -2,13 +2,14 @@
 //! live call, and the drain of all of them at shutdown.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::store::CallTurn;
 
 /// Why a call was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -22,7 +23,19 @@ pub enum Refusal {
 struct Live {
     /// Cancelling ends the call (hang-up by the API, drain deadline).
     cancel: CancellationToken,
+    /// The call's live transcript: every turn as it is written (see [`TranscriptFeed`]).
+    feed: broadcast::Sender<CallTurn>,
+    /// Why it was ended from outside, when it was (set before `cancel` fires).
+    reason: Arc<OnceLock<String>>,
 }
+
+/// Turns a live-transcript subscriber may fall behind by before it has to re-read the store.
+pub const FEED_CAPACITY: usize = 64;
+
+/// The sending end of a call's live transcript: the recorder publishes each turn after it is
+/// written to the store (again, with its response, when the response is written). Subscribers
+/// see the feed close when the call has ended and its record is final.
+pub type TranscriptFeed = broadcast::Sender<CallTurn>;
 
 /// Registry of live calls, shared by every session.
 pub struct CallRegistry {
@@ -45,6 +58,11 @@ pub struct Admission {
     call_id: Option<String>,
     /// Cancelled when the call must end from outside.
     pub cancel: CancellationToken,
+    /// The call's live transcript; closes for subscribers when the admission is dropped.
+    pub feed: TranscriptFeed,
+    /// Set by [`CallRegistry::end_with`] before `cancel` fires: the call is to hang up for this
+    /// reason (the gateway is told, as for an agent's hang-up). Unset on a drain.
+    pub end_reason: Arc<OnceLock<String>>,
 }
 
 impl CallRegistry {
@@ -74,7 +92,13 @@ impl CallRegistry {
         drop(taken);
         self.count.send_replace(n);
         self.metrics.calls_active.set(n as i64);
-        Ok(Admission { registry: self.clone(), call_id: None, cancel: self.root.child_token() })
+        Ok(Admission {
+            registry: self.clone(),
+            call_id: None,
+            cancel: self.root.child_token(),
+            feed: broadcast::Sender::new(FEED_CAPACITY),
+            end_reason: Arc::default(),
+        })
     }
 
     pub fn active(&self) -> usize {
@@ -99,6 +123,26 @@ impl CallRegistry {
             }
             None => false,
         }
+    }
+
+    /// Hangs one live call up for `reason` (the gateway is told, the record says why); false
+    /// when it is not live on this node.
+    pub fn end_with(&self, call_id: &str, reason: &str) -> bool {
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        match calls.get(call_id) {
+            Some(live) => {
+                let _ = live.reason.set(reason.to_string());
+                live.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A subscription to a live call's transcript; `None` when the call is not live on this node.
+    pub fn subscribe(&self, call_id: &str) -> Option<broadcast::Receiver<CallTurn>> {
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.get(call_id).map(|live| live.feed.subscribe())
     }
 
     /// Refuses new calls from now on and waits up to `deadline` for the live ones to finish;
@@ -140,7 +184,10 @@ impl Admission {
     /// Binds the place to the call record just created, so the call can be ended by id.
     pub fn bind(&mut self, call_id: &str) {
         let mut calls = self.registry.calls.lock().unwrap_or_else(|e| e.into_inner());
-        calls.insert(call_id.to_string(), Live { cancel: self.cancel.clone() });
+        calls.insert(
+            call_id.to_string(),
+            Live { cancel: self.cancel.clone(), feed: self.feed.clone(), reason: self.end_reason.clone() },
+        );
         self.call_id = Some(call_id.to_string());
     }
 }

@@ -50,6 +50,8 @@ pub struct SessionContext {
     pub engines: Arc<crate::providers::Engines>,
     /// Client for the customers' webhooks (one connection pool).
     pub webhook_http: reqwest::Client,
+    /// Where agent calls are recorded; `None` when recording is off.
+    pub recordings: Option<super::recording::RecordingWriter>,
 }
 
 /// Why a session ended, as written to the call record and the close frame.
@@ -142,6 +144,7 @@ async fn run_call<Si, St, E>(
         store: &ctx.store,
         engines: &ctx.engines,
         metrics: &ctx.metrics,
+        feed: &admission.feed,
     };
     let mut handles = match supervisor::spawn(mode, start.format, setup) {
         Ok(h) => h,
@@ -153,8 +156,17 @@ async fn run_call<Si, St, E>(
             return;
         }
     };
-    let cancel = admission.cancel.clone();
-    let ending = pump(&mut sink, &mut stream, wire.as_mut(), &mut handles, &cancel, &ctx, &start).await;
+    let mut recording = match (&ctx.recordings, agent && !call.disable_recording) {
+        (Some(w), true) => w.open(&call.id, start.format),
+        _ => None,
+    };
+    let ending =
+        pump(&mut sink, &mut stream, wire.as_mut(), &mut handles, &admission, &ctx, &start, &mut recording)
+            .await;
+    if let Some(r) = recording {
+        ctx.metrics.dropped("recording").inc_by(r.dropped());
+        r.finish();
+    }
     close(&mut sink, &ending).await;
     handles.stop().await;
     supervisor::finish(&ctx.store, &call.id, ending.status, &ending.reason).await;
@@ -323,6 +335,7 @@ async fn admit(
             transport: Some(protocol.as_str().to_string()),
             gateway_call_id: start.call_id.clone(),
             stream_id: Some(start.stream_id.clone()),
+            ..NewCall::default()
         };
         ctx.store.create_live_call(&new).await.map_err(internal)?
     };
@@ -343,7 +356,7 @@ async fn admit(
 async fn agent_call(
     ctx: &SessionContext,
     call: &Call,
-    config: AgentConfig,
+    mut config: AgentConfig,
     start: &StartInfo,
 ) -> super::conversation::AgentCall {
     let params = &start.params;
@@ -352,6 +365,18 @@ async fn agent_call(
         .filter(|(k, _)| !matches!(k.as_str(), "token" | "mode"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    // What `POST /v1/calls` asked for this call (validated when it was stored).
+    if let Some(o) = call.overrides.as_deref() {
+        match serde_json::from_str::<crate::agent::CallOverrides>(o) {
+            Ok(o) => {
+                o.apply(&mut config);
+                variables.extend(o.variables);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the call's stored overrides do not parse; agent settings used")
+            }
+        }
+    }
     variables.insert("callId".into(), call.id.clone());
     variables.insert("agentName".into(), config.name.clone());
     variables.insert("from".into(), call.from_number.clone().unwrap_or_default());
@@ -496,9 +521,10 @@ async fn pump<Si, St, E>(
     stream: &mut St,
     wire: &mut dyn Wire,
     handles: &mut CallHandles,
-    cancel: &tokio_util::sync::CancellationToken,
+    admission: &super::registry::Admission,
     ctx: &SessionContext,
     start: &StartInfo,
+    recording: &mut Option<super::recording::CallRecording>,
 ) -> Ending
 where
     Si: Sink<WsMessage> + Unpin,
@@ -507,7 +533,7 @@ where
 {
     let mut events = Vec::with_capacity(4);
     let frames_out = ctx.metrics.frames_out.clone();
-    let cancelled = cancel.cancelled();
+    let cancelled = admission.cancel.cancelled();
     tokio::pin!(cancelled);
     let next_frame = tokio::time::sleep_until(handles.playout_driver.deadline());
     tokio::pin!(next_frame);
@@ -515,6 +541,10 @@ where
         tokio::select! {
             biased;
             () = &mut cancelled => {
+                if let Some(reason) = admission.end_reason.get() {
+                    // Hung up from outside (the API): as an agent's hang-up, the gateway is told.
+                    return control(sink, wire, ctx, start, CallControl::Hangup { reason: reason.clone() }).await;
+                }
                 return Ending { close: Some((CLOSE_GOING_AWAY, "ended by the server".into())), ..Ending::completed("ended by the server") };
             }
             () = &mut next_frame => {
@@ -526,6 +556,9 @@ where
                 let write = async {
                     let mut audio = 0;
                     for item in out {
+                        if let (Some(r), Outbound::Audio(frame)) = (recording.as_mut(), item) {
+                            r.agent(frame);
+                        }
                         if let Some(msg) = wire.encode(item) {
                             audio += u64::from(matches!(item, Outbound::Audio(_)));
                             sink.feed(msg).await.map_err(|_| "socket write failed")?;
@@ -569,6 +602,9 @@ where
                 for ev in events.drain(..) {
                     match ev {
                         MediaEvent::Audio(payload) => {
+                            if let Some(r) = recording.as_mut() {
+                                r.caller(&payload);
+                            }
                             handles.ingress.push(Ingress::Audio(payload));
                         }
                         MediaEvent::Dtmf(d) => {

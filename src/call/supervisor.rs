@@ -53,6 +53,8 @@ pub struct CallSetup<'a> {
     pub store: &'a Store,
     pub engines: &'a Arc<Engines>,
     pub metrics: &'a Arc<Metrics>,
+    /// Where written turns are published for live-transcript subscribers.
+    pub feed: &'a super::registry::TranscriptFeed,
 }
 
 /// Spawns the actors of one call.
@@ -94,7 +96,8 @@ pub fn spawn(mode: Mode, format: WireFormat, setup: CallSetup<'_>) -> Result<Cal
     let loopback = matches!(mode, Mode::Loopback { .. }).then(|| playout_tx.clone());
     let (recorder, recorder_task, voice) = match &mode {
         Mode::Agent(call) => {
-            let (recorder, task) = Recorder::spawn(setup.store.clone(), setup.call_id.to_string());
+            let (recorder, task) =
+                Recorder::spawn(setup.store.clone(), setup.call_id.to_string(), setup.feed.clone());
             let voice = speaker::Voice {
                 tts: setup.engines.tts.clone(),
                 engine_voice: setup.engines.engine_voice(&call.config.voice),

@@ -65,6 +65,11 @@ pub struct Call {
     pub ended_at: Option<DateTime<Utc>>,
     pub end_reason: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Placed with `disableRecording`: never recorded.
+    pub disable_recording: bool,
+    /// Per-call settings over the agent's (JSON: `initialGreeting`, `systemPrompt`, `variables`,
+    /// `modelTier`), from `POST /v1/calls`.
+    pub overrides: Option<String>,
 }
 
 /// Which calls [`Store::list_calls`] returns (all given conditions hold).
@@ -92,11 +97,14 @@ pub struct NewCall {
     pub transport: Option<String>,
     pub gateway_call_id: Option<String>,
     pub stream_id: Option<String>,
+    pub disable_recording: bool,
+    /// JSON, see [`Call::overrides`].
+    pub overrides: Option<String>,
 }
 
 const CALL_COLUMNS: &str = "id, agent_id, agent_name, phone_number_id, phone_number, from_number, \
     to_number, direction, status, transport, gateway_call_id, stream_id, started_at, ended_at, \
-    end_reason, created_at";
+    end_reason, created_at, disable_recording, overrides";
 
 /// Prefix of media tokens, so a token is never mistaken for an API key.
 pub const MEDIA_TOKEN_PREFIX: &str = "mt_";
@@ -125,6 +133,8 @@ fn call_from_row(row: &AnyRow) -> Result<Call> {
         ended_at: time("ended_at")?,
         end_reason: row.try_get("end_reason")?,
         created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
+        disable_recording: row.try_get::<i64, _>("disable_recording")? != 0,
+        overrides: row.try_get("overrides")?,
     })
 }
 
@@ -141,8 +151,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO calls (id, agent_id, agent_name, phone_number_id, phone_number, from_number, \
              to_number, direction, status, transport, gateway_call_id, stream_id, media_token_hash, \
-             media_token_expires_at, started_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             media_token_expires_at, started_at, created_at, disable_recording, overrides) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(&id)
         .bind(&c.agent_id)
@@ -160,6 +170,8 @@ impl Store {
         .bind(token.map(|t| t.1))
         .bind(started)
         .bind(&now)
+        .bind(i64::from(c.disable_recording))
+        .bind(&c.overrides)
         .execute(&self.pool)
         .await?;
         Ok(id)
@@ -252,6 +264,33 @@ impl Store {
             return Ok(None);
         }
         Ok(Some(self.get_call(&id).await?))
+    }
+
+    /// The call a gateway knows by `gateway_call_id` (its status callbacks name it so).
+    pub async fn find_call_by_gateway_id(
+        &self,
+        transport: &str,
+        gateway_call_id: &str,
+    ) -> Result<Option<Call>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CALL_COLUMNS} FROM calls WHERE gateway_call_id = $1 AND transport = $2 \
+             ORDER BY created_at DESC LIMIT 1"
+        ))
+        .bind(gateway_call_id)
+        .bind(transport)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(call_from_row).transpose()
+    }
+
+    /// Records the gateway's id for a call it has accepted to place.
+    pub async fn set_gateway_call_id(&self, id: &str, gateway_call_id: &str) -> Result<()> {
+        sqlx::query("UPDATE calls SET gateway_call_id = $2 WHERE id = $1")
+            .bind(id)
+            .bind(gateway_call_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Calls matching `filter`, newest first, and how many match in all.

@@ -62,9 +62,10 @@ fn turn_from_row(row: &AnyRow) -> Result<CallTurn> {
 }
 
 impl Store {
-    /// Records a completed caller turn; returns its id.
-    pub async fn add_call_turn(&self, call_id: &str, t: &NewTurn) -> Result<String> {
+    /// Records a completed caller turn; returns it as stored.
+    pub async fn add_call_turn(&self, call_id: &str, t: &NewTurn) -> Result<CallTurn> {
         let id = new_id("turn");
+        let created_at = now_text();
         sqlx::query(
             "INSERT INTO call_transcripts (id, call_id, seq, transcript, response, source, confidence, \
              started_ms, ended_ms, created_at) VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $9)",
@@ -77,10 +78,21 @@ impl Store {
         .bind(t.confidence)
         .bind(t.started_ms)
         .bind(t.ended_ms)
-        .bind(now_text())
+        .bind(&created_at)
         .execute(&self.pool)
         .await?;
-        Ok(id)
+        Ok(CallTurn {
+            id,
+            call_id: call_id.to_string(),
+            seq: t.seq,
+            transcript: t.transcript.clone(),
+            response: None,
+            source: t.source.to_string(),
+            confidence: t.confidence,
+            started_ms: t.started_ms,
+            ended_ms: t.ended_ms,
+            created_at: parse_time(&created_at)?,
+        })
     }
 
     /// Sets (or extends) the agent's response to a turn.

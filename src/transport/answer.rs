@@ -259,6 +259,7 @@ async fn route_call(
         transport: Some(gateway.to_string()),
         gateway_call_id: Some(gateway_call_id.to_string()),
         stream_id: None,
+        ..NewCall::default()
     };
     let ttl =
         chrono::Duration::from_std(state.config().media_token_ttl).unwrap_or(chrono::Duration::seconds(60));

@@ -129,6 +129,20 @@ impl GatewayControl {
         }
     }
 
+    /// Stops a call that has not been answered yet (an outbound call still queued or ringing).
+    /// Twilio needs `Status=canceled` for those (`completed` leaves them ringing); the other
+    /// gateways' hang-up covers both.
+    pub async fn cancel(&self, protocol: Protocol, start: &StartInfo) -> Result<(), ControlError> {
+        if protocol != Protocol::Twilio {
+            return self.hangup(protocol, start).await;
+        }
+        let (sid, token) = self.twilio_credentials(start)?;
+        let call = call_id(protocol, start)?;
+        let url = self.twilio_url(&sid, call);
+        let body = Body::Form(vec![("Status", "canceled".to_string())]);
+        self.send(protocol, "cancel", Method::POST, &url, Auth::Basic(&sid, token), body).await
+    }
+
     /// Hands the call to `to` (E.164) at the gateway.
     pub async fn transfer(
         &self,

@@ -45,6 +45,11 @@ impl Protocol {
         }
     }
 
+    /// The protocol of a name given by [`Protocol::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
     /// A fresh per-connection wire state for this protocol.
     pub fn wire(self) -> Box<dyn Wire> {
         match self {

@@ -46,6 +46,7 @@ impl TestServer {
             models_dir: models_dir(),
             api_key: Some(key.clone()),
             drain_timeout: Duration::from_secs(5),
+            recordings_dir: dir.path().join("recordings"),
             ..Config::default()
         };
         tweak(&mut config);
