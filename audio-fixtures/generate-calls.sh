@@ -4,16 +4,20 @@
 # plus what the call is meant to exercise). espeak-ng + sox only; deterministic.
 #   ./generate-calls.sh
 set -euo pipefail
-# -R: sox seeds its dither the same way every run, so the output is byte-identical.
-sox() { command sox -R "$@"; }
+# -R: sox seeds its dither the same way every run, so the output is byte-identical. The newer calls
+# (second half) also set nodither=1: -D, no dither at all, so their silences are digital zero.
+nodither=""
+sox() { command sox -R ${nodither:+-D} "$@"; }
 cd "$(dirname "$0")"
 mkdir -p calls
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
-# say FILE VOICE WPM TEXT → 8 kHz 16-bit WAV of the words, trimmed of espeak's own edge silence.
+# say FILE VOICE WPM TEXT → 8 kHz 16-bit WAV of the words, trimmed of espeak's own edge silence
+# (lowered by $headroom dB first, if set, so the resampler never clips).
+headroom=""
 say() {
   espeak-ng -v "$2" -s "$3" -w "$tmp/raw.wav" "$4"
-  sox "$tmp/raw.wav" -r 8000 -c 1 -b 16 "$1" silence 1 0.01 0.5% reverse silence 1 0.01 0.5% reverse
+  sox "$tmp/raw.wav" -r 8000 -c 1 -b 16 "$1" ${headroom:+gain -$headroom} silence 1 0.01 0.5% reverse silence 1 0.01 0.5% reverse
 }
 sil() { sox -n -r 8000 -c 1 -b 16 "$1" trim 0 "$2"; }
 ms() { python3 -c "import sys; print(round(float(sys.argv[1]) * 1000))" "$(soxi -D "$1")"; }
@@ -75,4 +79,172 @@ beep_start=$(( g_end + $(ms "$tmp/vm2.wav") ))
 beep_end=$(( beep_start + $(ms "$tmp/beep.wav") ))
 printf '{\n  "file": "voicemail.mulaw-8k.wav",\n  "format": "G.711 mu-law, 8 kHz, mono",\n  "durationMs": %s,\n  "voice": "en-us",\n  "wpm": 165,\n  "callerTurns": [{"startMs": %s, "endMs": %s, "text": "Hi, you have reached Sam. I can'"'"'t take your call right now. Please leave a message after the tone."}],\n  "expect": {"beepStartMs": %s, "beepEndMs": %s, "voicemail": true}\n}\n' \
   "$(ms calls/voicemail.mulaw-8k.wav)" "$(ms "$tmp/vm0.wav")" "$g_end" "$beep_start" "$beep_end" > calls/voicemail.json
+
+# --- More calls (issue 6): other voices and rates, noise beds, DTMF, a monologue, a silent caller and
+# a Spanish call. Built as a timeline of 16-bit parts (begin, then gap/turn/monologue/dtmf in order,
+# then finish): each time in the JSON is the length of the parts spliced before it, counted in
+# samples and rounded to the ms once (so the times do not drift by a rounding per part).
+nodither=1 headroom=3
+begin() { # NAME VOICE WPM
+  name=$1 voice=$2 wpm=$3 parts=() samples=0 t=0 n=0 turns="" spans=() dtmfs="" pauses="" language=en bed="" snr=""
+}
+add() { parts+=("$1"); samples=$((samples + $(soxi -s "$1"))); t=$(((samples + 4) / 8)); }
+gap() { n=$((n + 1)); sil "$tmp/p$n.wav" "$1"; add "$tmp/p$n.wav"; }
+piece() { n=$((n + 1)); say "$tmp/p$n.wav" "$voice" "$wpm" "$1"; add "$tmp/p$n.wav"; }
+turn_json() { # START END TEXT
+  turns="${turns:+$turns,}{\"startMs\": $1, \"endMs\": $2, \"text\": \"$3\"}"
+  spans+=("$1:$2")
+}
+turn() { local s=$t; piece "$1"; turn_json "$s" "$t" "$1"; } # TEXT: one caller turn
+# TEXT [PAUSE-SECONDS TEXT]…: one caller turn spoken in pieces, with a pause between them; the
+# pause starts go to $pauses.
+monologue() {
+  local s=$t text=$1; piece "$1"; shift
+  while [ $# -gt 1 ]; do
+    pauses="${pauses:+$pauses, }$t"; gap "$1"; piece "$2"; text="$text $2"; shift 2
+  done
+  turn_json "$s" "$t" "$text"
+}
+# DIGIT: its DTMF dual tone, 120 ms, −10 dBFS peak (the two sines at equal level).
+dtmf() {
+  local keys="123A456B789C*0#D" rows=(697 770 852 941) cols=(1209 1336 1477 1633) i
+  i=${keys%%"$1"*}; i=${#i}
+  n=$((n + 1))
+  sox -n -r 8000 -c 1 -b 16 "$tmp/p$n.wav" synth 0.12 sine "${rows[i / 4]}" synth 0.12 sine mix "${cols[i % 4]}" gain -n -10
+  dtmfs="${dtmfs:+$dtmfs, }{\"atMs\": $t, \"digit\": \"$1\", \"durationMs\": 120}"
+  add "$tmp/p$n.wav"
+}
+# OUT SPEECH BED SNR-DB SPANS…: OUT = SPEECH + BED scaled so that over the caller turns (START:END ms)
+# the speech's power is SNR-DB above the bed's; the sum is scaled down as a whole if it would clip.
+mixbed() {
+  python3 - "$@" <<'PY'
+import array, math, os, sys, wave
+out, speech, bed, snr_db, *spans = sys.argv[1:]
+def read(path):
+    with wave.open(path) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 8000), path
+        a = array.array("h")
+        a.frombytes(w.readframes(w.getnframes()))
+    if sys.byteorder == "big":
+        a.byteswap()
+    return a
+s, b = read(speech), read(bed)
+assert len(b) == len(s), (len(b), len(s))
+idx = [i for span in spans for i in range(int(span.split(":")[0]) * 8, int(span.split(":")[1]) * 8)]
+power = lambda a: sum(a[i] * a[i] for i in idx) / len(idx)
+g = math.sqrt(power(s) / power(b) / 10 ** (float(snr_db) / 10))
+mix = [x + g * y for x, y in zip(s, b)]
+k = min(1.0, 32000 / max(abs(x) for x in mix))
+pcm = array.array("h", (round(k * x) for x in mix))
+if sys.byteorder == "big":
+    pcm.byteswap()
+with wave.open(out, "wb") as w:
+    w.setnchannels(1)
+    w.setsampwidth(2)
+    w.setframerate(8000)
+    w.writeframes(pcm.tobytes())
+print(f"{os.path.basename(speech)}: bed gain {20 * math.log10(g):.2f} dB, overall {20 * math.log10(k):.2f} dB", file=sys.stderr)
+PY
+}
+# EXPECT_JSON: splices the parts (mixing in the noise bed if `noise` was called) and writes
+# calls/$name.mulaw-8k.wav and calls/$name.json.
+finish() {
+  sox "${parts[@]}" "$tmp/$name.wav"
+  if [ -n "$bed" ]; then
+    # The bed (16 kHz μ-law, 6 s) at 8 kHz, looped to the length of the call.
+    local len reps
+    len=$(soxi -s "$tmp/$name.wav"); reps=$((len / 48000))
+    sox "noise-$bed.mulaw-16k.wav" -r 8000 -c 1 -e signed-integer -b 16 "$tmp/loop.wav" repeat "$reps"
+    sox "$tmp/loop.wav" "$tmp/bed.wav" trim 0 "${len}s"
+    mixbed "$tmp/mix.wav" "$tmp/$name.wav" "$tmp/bed.wav" "$snr" "${spans[@]}"
+    mv "$tmp/mix.wav" "$tmp/$name.wav"
+  fi
+  sox "$tmp/$name.wav" -e mu-law -b 8 "calls/$name.mulaw-8k.wav"
+  local opt=""
+  [ "$language" != en ] && opt="$opt  \"language\": \"$language\",\n"
+  opt="$opt  \"callerTurns\": [$turns],\n"
+  [ -n "$dtmfs" ] && opt="$opt  \"dtmf\": [$dtmfs],\n"
+  [ -n "$bed" ] && opt="$opt  \"noise\": {\"bed\": \"$bed\", \"snrDb\": $snr},\n"
+  printf '{\n  "file": "%s.mulaw-8k.wav",\n  "format": "G.711 mu-law, 8 kHz, mono",\n  "durationMs": %s,\n  "voice": "%s",\n  "wpm": %s,\n%b  "expect": %s\n}\n' \
+    "$name" "$(ms "calls/$name.mulaw-8k.wav")" "$voice" "$wpm" "$opt" "$1" > "calls/$name.json"
+}
+noise() { bed=$1 snr=$2; } # BED SNR-DB: mix noise-BED.mulaw-16k.wav under the whole call
+
+# A long turn (backchannel): six pieces, each ending where the sentence is not finished ("and",
+# "but", "so", "because"), 0.40–0.60 s apart — pauses that invite an "mm-hmm" but do not end the turn.
+begin monologue en-gb-x-rp 170
+gap 0.6
+monologue "So I ordered the blue armchair from your website three weeks ago, and" \
+  0.45 "the delivery was supposed to come last Tuesday, but" \
+  0.55 "nobody turned up and nobody called me either, so" \
+  0.40 "I took another day off work on Thursday because" \
+  0.60 "the email said they would come in the morning, but" \
+  0.50 "again nothing happened, and now I would like to know where my chair is."
+gap 3.0
+finish "{\"turns\": 1, \"backchannelPausesMs\": [$pauses]}"
+
+# One "Hello?" and then silence: the silence timeout (reminder, then hang-up).
+begin silent en-us+f3 160
+gap 0.6
+turn "Hello?"
+silent_from=$t
+gap 25.0
+finish "{\"turns\": 1, \"silentFromMs\": $silent_from, \"endReason\": \"silence-timeout\"}"
+
+# A question, then the key 4 (in the audio as its tone, and in the JSON for gateways that send
+# DTMF as events): a spoken turn, then a DTMF turn once the inter-digit wait has passed.
+begin dtmf en-029 165
+gap 0.6
+turn "I'd like to check my order status."
+gap 2.5
+dtmf 4
+gap 3.0
+finish '{"turns": 2, "dtmfDigits": "4"}'
+
+# Non-English: two turns in Spanish.
+begin spanish es 150
+language=es
+gap 0.6
+turn "Hola, quisiera reservar una mesa para dos personas."
+gap 2.5
+turn "¿Tienen mesa junto a la ventana?"
+gap 2.5
+finish '{"turns": 2}'
+
+# Two turns over the café bed (babble, clinks) at 10 dB SNR.
+begin noisy-cafe-10db en-us+f2 165
+noise cafe 10
+gap 0.6
+turn "Hi, I'm calling to change my reservation for tonight."
+gap 2.5
+turn "Can we make it eight o'clock instead of seven?"
+gap 2.5
+finish '{"turns": 2}'
+
+# Two turns over the street bed (rumble, a passing car) at 5 dB SNR.
+begin noisy-street-5db en-gb+f3 160
+noise street 5
+gap 0.6
+turn "Hello, I'm outside the station and I can't find your shop."
+gap 2.5
+turn "Is it on the left or the right of the bridge?"
+gap 2.5
+finish '{"turns": 2}'
+
+# Speaking rates: a fast talker (220 wpm) and a slow one (120 wpm, Scottish English).
+begin fast-talker en-us 220
+gap 0.6
+turn "Hi, I need to move my appointment from Monday morning to Wednesday afternoon if that's possible."
+gap 2.5
+turn "Great, and can you send me a text to confirm it?"
+gap 2.5
+finish '{"turns": 2}'
+
+begin slow-talker en-gb-scotland 120
+gap 0.6
+turn "Good morning, what time does the pharmacy close today?"
+gap 2.5
+turn "And on Sunday?"
+gap 2.5
+finish '{"turns": 2}'
 ls -l calls/
