@@ -9,15 +9,17 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use futures_util::Stream;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 use utoipa::ToSchema;
 
 use super::{ApiError, AppState, Page, Pagination};
-use crate::store::{fmt_time, Call, CallFilter, CallMessage, CallStatus, CallTurn};
+use crate::agent::{is_e164, CallOverrides, ModelTier};
+use crate::store::{fmt_time, Call, CallFilter, CallMessage, CallStatus, CallTurn, NewCall, StoreError};
 use crate::transport::{Protocol, StartInfo};
 
 /// A call as the API returns it (`transcripts` and `messages` only on `GET /v1/calls/{id}`).
@@ -403,4 +405,139 @@ pub async fn recording(
         .header(axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}.wav\""))
         .body(axum::body::Body::from(wav))
         .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// How long the media token of an outbound call lives: the callee has this long to answer
+/// (Twilio rings for up to 60 s by default) on top of the configured token lifetime.
+const OUTBOUND_RING_ALLOWANCE: Duration = Duration::from_secs(60);
+
+/// `POST /v1/calls` body: an outbound call.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboundCall {
+    /// The agent that talks on the call.
+    pub agent_id: String,
+    /// Who to call, E.164.
+    pub to_number: String,
+    /// One of our numbers to call from; default: the agent's first number.
+    pub from_number_id: Option<String>,
+    /// Spoken first instead of the agent's `beginMessage`.
+    pub initial_greeting: Option<String>,
+    /// Replaces the agent's `systemPrompt` for this call.
+    pub system_prompt: Option<String>,
+    /// Extra `{{var}}` values for the prompt.
+    #[serde(default)]
+    pub variables: std::collections::BTreeMap<String, String>,
+    pub model_tier: Option<ModelTier>,
+    /// Do not record this call.
+    #[serde(default)]
+    pub disable_recording: bool,
+}
+
+#[utoipa::path(post, path = "/v1/calls", tag = "calls", request_body = OutboundCall,
+    responses((status = 201, body = CallOut, description = "The call, `ringing`; it follows the gateway's status callbacks"),
+        (status = 400), (status = 401), (status = 404), (status = 422), (status = 502), (status = 503)))]
+/// Places an outbound call through Twilio: the call record is created `ringing` with a media
+/// token, Twilio is asked to dial with TwiML that connects the answered call's media stream
+/// back here (token as a `<Parameter>`), and its status callbacks (`/twilio/status`) move the
+/// record on. The agent's settings apply, with the body's overrides on top.
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<CallOut>), ApiError> {
+    let req: OutboundCall = super::parse_body(&body)?;
+    if !is_e164(&req.to_number) {
+        return Err(ApiError::Unprocessable(format!(
+            "toNumber: {:?} is not an E.164 number ('+' then 8–15 digits)",
+            req.to_number
+        )));
+    }
+    if req.variables.keys().any(|k| k.is_empty()) {
+        return Err(ApiError::Unprocessable("variables: names must not be empty".into()));
+    }
+    let agent = match state.store().get_agent(&req.agent_id).await {
+        Ok(a) => a,
+        Err(StoreError::NotFound { .. }) => {
+            return Err(ApiError::NotFound(format!("agentId: no agent {}", req.agent_id)))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let from = match &req.from_number_id {
+        Some(id) => match state.store().get_number(id).await {
+            Ok(n) => n,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(ApiError::NotFound(format!("fromNumberId: no number {id}")))
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => agent.numbers.first().cloned().ok_or_else(|| {
+            ApiError::Unprocessable(
+                "fromNumberId: the agent has no number to call from; attach one or pass fromNumberId".into(),
+            )
+        })?,
+    };
+    if !state.control().twilio_configured() {
+        return Err(ApiError::Unavailable(
+            "outbound calls go through Twilio: configure twilio_account_sid and twilio_auth_token".into(),
+        ));
+    }
+    let base = crate::transport::answer::PublicBase::of_request(
+        state.config().public_url.as_deref(),
+        &headers,
+        &uri,
+    )
+    .ok_or_else(|| {
+        ApiError::BadRequest(
+            "cannot tell this server's public host for the gateway to call back: send a Host header or \
+                 configure public_url"
+                .into(),
+        )
+    })?;
+    let overrides = CallOverrides {
+        initial_greeting: req.initial_greeting,
+        system_prompt: req.system_prompt,
+        variables: req.variables,
+        model_tier: req.model_tier,
+    };
+    let new = NewCall {
+        agent_id: Some(agent.id.clone()),
+        agent_name: Some(agent.config.name.clone()),
+        phone_number_id: Some(from.id.clone()),
+        phone_number: Some(from.phone_number.clone()),
+        from_number: Some(from.phone_number.clone()),
+        to_number: Some(req.to_number.clone()),
+        direction: "outbound".into(),
+        transport: Some(Protocol::Twilio.as_str().into()),
+        gateway_call_id: None,
+        stream_id: None,
+        disable_recording: req.disable_recording,
+        overrides: (overrides != CallOverrides::default())
+            .then(|| serde_json::to_string(&overrides))
+            .transpose()
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+    };
+    let ttl = chrono::Duration::from_std(state.config().media_token_ttl + OUTBOUND_RING_ALLOWANCE)
+        .unwrap_or(chrono::Duration::seconds(120));
+    let (call, token) = state.store().create_ringing_call(&new, ttl).await?;
+    let twiml = crate::transport::answer::connect_stream(
+        &format!("{}/twilio/media", base.ws()),
+        "",
+        &crate::transport::answer::stream_params(&call, &token),
+    );
+    let callback = format!("{}/twilio/status", base.http());
+    match state.control().twilio_dial(&from.phone_number, &req.to_number, &twiml, &callback).await {
+        Ok(sid) => {
+            state.store().set_gateway_call_id(&call.id, &sid).await?;
+            tracing::info!(call_id = %call.id, call_sid = %sid, agent_id = %agent.id, "outbound call ringing");
+            Ok((StatusCode::CREATED, Json(CallOut::from(state.store().get_call(&call.id).await?))))
+        }
+        Err(e) => {
+            let reason = format!("the gateway did not place the call: {e}");
+            state.store().end_call(&call.id, CallStatus::Failed, &reason).await?;
+            tracing::warn!(call_id = %call.id, error = %e, "outbound call refused by the gateway");
+            Err(ApiError::BadGateway(format!("{reason} (call {} recorded as failed)", call.id)))
+        }
+    }
 }

@@ -24,6 +24,9 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     Unavailable(String),
+    /// An upstream (the telephony gateway) refused or failed.
+    #[error("{0}")]
+    BadGateway(String),
     /// Logged with its cause; the client sees a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -39,6 +42,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -52,7 +56,8 @@ impl ApiError {
             | Self::NotFound(d)
             | Self::Conflict(d)
             | Self::Unprocessable(d)
-            | Self::Unavailable(d) => d,
+            | Self::Unavailable(d)
+            | Self::BadGateway(d) => d,
             Self::Internal(_) => "internal error; see the server log",
         }
     }

@@ -177,7 +177,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/agents/{id}/numbers", post(agents::attach_number))
         .route("/agents/{id}/numbers/{number_id}", axum::routing::delete(agents::detach_number))
         .route("/agents/{id}/calls", get(calls::of_agent))
-        .route("/calls", get(calls::list))
+        .route("/calls", get(calls::list).post(calls::create))
         .route("/calls/{id}", get(calls::get))
         .route("/calls/{id}/end", post(calls::end))
         .route("/calls/{id}/transcript", get(calls::transcript))

@@ -13,7 +13,7 @@ use super::{agents, calls, numbers, ops};
         agents::create, agents::list, agents::get, agents::update, agents::delete, agents::voices, agents::languages,
         agents::attach_number, agents::detach_number,
         numbers::create, numbers::list, numbers::get, numbers::update, numbers::delete,
-        calls::list, calls::get, calls::of_agent, calls::end, calls::transcript, calls::transcript_stream,
+        calls::list, calls::get, calls::of_agent, calls::end, calls::transcript, calls::transcript_stream, calls::create,
         calls::recording,
         crate::webhook::api::put, crate::webhook::api::get_one, crate::webhook::api::delete,
         crate::webhook::api::deliveries, crate::webhook::api::test,

@@ -15,6 +15,7 @@
 //! | `GET\|POST /vonage/answer` | query / JSON `to, from, uuid, conversation_uuid` | NCCO `connect` to `wss://HOST/vonage/media` with `headers` / `talk` "not in service" |
 //! | `POST\|GET /plivo/answer` | form / query `CallUUID, From, To, …` | Plivo XML `<Stream … extraHeaders="agentId=…,token=…,callId=…">wss://HOST/plivo/media</Stream>` / `<Hangup/>` |
 //! | `GET /plivo/transfer?to=+1…` | fetched by Plivo on a REST transfer | `<Dial><Number>+1…</Number></Dial>` |
+//! | `POST /twilio/status` | form `CallSid, CallStatus` — the status callback of calls placed by `POST /v1/calls` | 204; the call record follows (busy, no-answer, failed, …) |
 //!
 //! HOST is `public_url` when configured (`https` → `wss`, `http` → `ws`), else the request's
 //! `X-Forwarded-Host` / `Host` with `X-Forwarded-Proto` (`http` → `ws`, otherwise `wss`).
@@ -35,7 +36,7 @@ use sha1::Sha1;
 
 use crate::agent::is_e164;
 use crate::api::{ApiError, AppState};
-use crate::store::{Call, NewCall, StoreError};
+use crate::store::{Call, CallStatus, NewCall, StoreError};
 use crate::transport::control::xml_escape;
 use crate::transport::Protocol;
 
@@ -50,6 +51,7 @@ const VONAGE_NOT_IN_SERVICE: &str = "This number is not in service.";
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/twilio/voice", post(twilio_voice))
+        .route("/twilio/status", post(twilio_status))
         .route("/telnyx/voice", post(telnyx_voice).get(telnyx_voice))
         .route("/vonage/answer", get(vonage_answer_get).post(vonage_answer_post))
         .route("/plivo/answer", post(plivo_answer).get(plivo_answer))
@@ -195,7 +197,7 @@ enum Routed {
 }
 
 /// The custom parameters a media socket needs, in the order they are written.
-fn stream_params(call: &Call, token: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn stream_params(call: &Call, token: &str) -> Vec<(&'static str, String)> {
     let mut params = vec![
         ("agentId", call.agent_id.clone().unwrap_or_default()),
         ("token", token.to_string()),
@@ -298,7 +300,7 @@ fn required<'a>(params: &'a [(String, String)], name: &str) -> Result<&'a str, A
 }
 
 /// `<Connect><Stream url=…><Parameter name value/>…</Stream></Connect>` (Twilio and TeXML).
-fn connect_stream(url: &str, extra_attrs: &str, params: &[(&str, String)]) -> String {
+pub(crate) fn connect_stream(url: &str, extra_attrs: &str, params: &[(&str, String)]) -> String {
     let mut doc = format!("{XML_DECL}<Response><Connect><Stream url=\"{}\"{extra_attrs}>", xml_escape(url));
     for (name, value) in params {
         doc.push_str(&format!("<Parameter name=\"{}\" value=\"{}\"/>", xml_escape(name), xml_escape(value)));
@@ -329,18 +331,8 @@ async fn twilio_voice(
     let Some(base) = PublicBase::of_request(state.config().public_url.as_deref(), &headers, &uri) else {
         return missing_host();
     };
-    if let Some(auth_token) = state.config().gateways.twilio_auth_token.as_deref().filter(|t| !t.is_empty()) {
-        let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
-        let url = format!("{}{path}", base.http());
-        let signature = headers.get(TWILIO_SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
-        let valid = signature.is_some_and(|sig| twilio_signature_valid(auth_token, &url, &params, sig));
-        if !valid {
-            tracing::warn!(
-                signature_present = signature.is_some(),
-                "twilio voice webhook refused: X-Twilio-Signature does not match"
-            );
-            return detail(StatusCode::FORBIDDEN, "invalid or missing X-Twilio-Signature");
-        }
+    if let Some(refused) = check_twilio_signature(&state, &base, &headers, &uri, &params) {
+        return refused;
     }
     let (call_sid, to) = match (required(&params, "CallSid"), required(&params, "To")) {
         (Ok(c), Ok(t)) => (c, t),
@@ -360,6 +352,87 @@ async fn twilio_voice(
         Ok(Routed::Refused) => xml_response(reject_document()),
         Err(e) => e.into_response(),
     }
+}
+
+/// With a Twilio auth token configured, a request must carry a valid `X-Twilio-Signature`
+/// over the URL Twilio called and its form: `Some(403)` when it does not.
+fn check_twilio_signature(
+    state: &AppState,
+    base: &PublicBase,
+    headers: &HeaderMap,
+    uri: &Uri,
+    params: &[(String, String)],
+) -> Option<Response> {
+    let auth_token = state.config().gateways.twilio_auth_token.as_deref().filter(|t| !t.is_empty())?;
+    let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+    let url = format!("{}{path}", base.http());
+    let signature = headers.get(TWILIO_SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    let valid = signature.is_some_and(|sig| twilio_signature_valid(auth_token, &url, params, sig));
+    if valid {
+        return None;
+    }
+    tracing::warn!(
+        route = uri.path(),
+        signature_present = signature.is_some(),
+        "twilio webhook refused: X-Twilio-Signature does not match"
+    );
+    Some(detail(StatusCode::FORBIDDEN, "invalid or missing X-Twilio-Signature"))
+}
+
+/// `POST /twilio/status`: Twilio's status callback for the calls we place (`CallSid`,
+/// `CallStatus`). The record follows it: `busy`, `no-answer`, `failed` and `canceled` end a call
+/// that never connected; `completed` ends one whose media stream is not live here (a live one
+/// is ended by its stream); `queued`, `initiated`, `ringing` and `in-progress` change nothing
+/// (the call is `ringing` until its stream starts, which makes it `in-progress`).
+async fn twilio_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let params = match form {
+        Ok(Form(params)) => params,
+        Err(rejection) => return form_error(rejection),
+    };
+    let Some(base) = PublicBase::of_request(state.config().public_url.as_deref(), &headers, &uri) else {
+        return missing_host();
+    };
+    if let Some(refused) = check_twilio_signature(&state, &base, &headers, &uri, &params) {
+        return refused;
+    }
+    let (call_sid, status) = match (required(&params, "CallSid"), required(&params, "CallStatus")) {
+        (Ok(c), Ok(s)) => (c, s),
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
+    };
+    let call = match state.store().find_call_by_gateway_id(Protocol::Twilio.as_str(), call_sid).await {
+        Ok(Some(call)) => call,
+        Ok(None) => return detail(StatusCode::NOT_FOUND, format!("CallSid: no call {call_sid}")),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    tracing::info!(call_id = %call.id, call_sid, status, "twilio call status");
+    let end = match status {
+        "busy" => Some((CallStatus::Busy, "busy")),
+        "no-answer" => Some((CallStatus::NoAnswer, "no-answer")),
+        "failed" => Some((CallStatus::Failed, "the gateway could not place the call")),
+        "canceled" => Some((CallStatus::Completed, "canceled")),
+        "completed" if state.registry().subscribe(&call.id).is_none() => {
+            Some((CallStatus::Completed, "completed at the gateway"))
+        }
+        "queued" | "initiated" | "ringing" | "in-progress" | "answered" | "completed" => None,
+        other => {
+            return ApiError::Unprocessable(format!(
+                "CallStatus: unknown value {other:?} (queued, initiated, ringing, in-progress, completed, \
+                 busy, no-answer, failed, canceled)"
+            ))
+            .into_response()
+        }
+    };
+    if let Some((status, reason)) = end {
+        if let Err(e) = state.store().end_call(&call.id, status, reason).await {
+            return ApiError::from(e).into_response();
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -255,6 +255,67 @@ impl GatewayControl {
         Ok(sid)
     }
 
+    /// Whether Twilio REST credentials are configured (outbound calls need them).
+    pub fn twilio_configured(&self) -> bool {
+        let c = &self.config;
+        c.twilio_account_sid.as_deref().is_some_and(|s| !s.is_empty())
+            && c.twilio_auth_token.as_deref().is_some_and(|t| !t.is_empty())
+    }
+
+    /// Asks Twilio to place a call (`POST …/Calls.json` with `To`, `From`, the `Twiml` to run
+    /// when it is answered, and a `StatusCallback` for every progress event); returns the call's
+    /// `sid`.
+    pub async fn twilio_dial(
+        &self,
+        from: &str,
+        to: &str,
+        twiml: &str,
+        status_callback: &str,
+    ) -> Result<String, ControlError> {
+        const OP: &str = "place call";
+        let p = Protocol::Twilio.as_str();
+        let no_stream = StartInfo::default();
+        let (sid, token) = self.twilio_credentials(&no_stream)?;
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/Calls.json",
+            base(&self.config.twilio_api_base),
+            segment(&sid)
+        );
+        let mut form = vec![
+            ("To", to),
+            ("From", from),
+            ("Twiml", twiml),
+            ("StatusCallback", status_callback),
+            ("StatusCallbackMethod", "POST"),
+        ];
+        form.extend(["initiated", "ringing", "answered", "completed"].map(|e| ("StatusCallbackEvent", e)));
+        let network = |e: reqwest::Error| ControlError::Network {
+            protocol: p,
+            operation: OP,
+            message: e.without_url().to_string(),
+        };
+        let resp =
+            self.client.post(&url).basic_auth(&sid, Some(token)).form(&form).send().await.map_err(network)?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            let body = truncate(text.trim(), ERROR_BODY_CHARS);
+            return Err(ControlError::Status { protocol: p, operation: OP, status: status.as_u16(), body });
+        }
+        let call_sid = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["sid"].as_str().map(str::to_string))
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ControlError::Status {
+                protocol: p,
+                operation: OP,
+                status: status.as_u16(),
+                body: "the answer carried no call sid".into(),
+            })?;
+        tracing::info!(call_sid = %call_sid, "outbound call placed");
+        Ok(call_sid)
+    }
+
     fn twilio_credentials<'a>(&'a self, start: &'a StartInfo) -> Result<(String, &'a str), ControlError> {
         let c = &self.config;
         let token = c.twilio_auth_token.as_deref().filter(|t| !t.is_empty());
