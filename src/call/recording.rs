@@ -63,12 +63,16 @@ impl RecordingWriter {
         recording_path(&self.dir, call_id)
     }
 
-    /// Starts recording a call in `format`; `None` when the format cannot be decoded.
+    /// Starts recording a call in `format`; `None` when the format cannot be decoded or the
+    /// writer cannot take it.
     pub fn open(&self, call_id: &str, format: WireFormat) -> Option<CallRecording> {
         let caller = Decoder::new(format).ok()?;
         let agent = Decoder::new(format).ok()?;
         let rate = format.sample_rate_hz;
-        self.tx.try_send(Cmd::Open { call_id: call_id.to_string(), rate_hz: rate }).ok()?;
+        if let Err(e) = self.tx.try_send(Cmd::Open { call_id: call_id.to_string(), rate_hz: rate }) {
+            tracing::warn!(call_id, error = %e, "recording writer unavailable or behind; this call is not recorded");
+            return None;
+        }
         Some(CallRecording {
             writer: self.tx.clone(),
             call_id: call_id.to_string(),
@@ -167,15 +171,20 @@ impl CallRecording {
     /// sent once per call, off the per-frame path).
     pub fn finish(mut self) {
         self.flush(true);
-        let writer = self.writer.clone();
         let call_id = std::mem::take(&mut self.call_id);
-        // A blocking send may wait for the writer; do it off the async worker.
-        std::thread::Builder::new()
-            .name("recording-close".into())
-            .spawn(move || {
-                let _ = writer.send(Cmd::Close { call_id });
-            })
-            .ok();
+        match self.writer.try_send(Cmd::Close { call_id }) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            // The writer is behind: wait for room off the async worker, so the file is closed.
+            Err(TrySendError::Full(cmd)) => {
+                let writer = self.writer.clone();
+                let spawned = std::thread::Builder::new().name("recording-close".into()).spawn(move || {
+                    let _ = writer.send(cmd);
+                });
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "recording left open: no thread to close it");
+                }
+            }
+        }
     }
 }
 
