@@ -6,7 +6,7 @@
 //!
 //! # Module map
 //! ```text
-//! main.rs        thin CLI: serve | keys …
+//! main.rs        thin CLI: serve | keys … | loadtest
 //! config         raw settings (flags, env, TOML file) → resolved Config
 //! server         binds the listener, start-up (store, keys), drain and shutdown
 //! api/           REST (axum): agents, numbers, voices, operator endpoints, OpenAPI; ApiError
@@ -20,14 +20,15 @@
 //! audio/         sync DSP: codecs, resampling, denoise, VAD
 //! providers/     engines: stt/ (Whisper tiny.en on candle, OpenAI-compatible), tts/, onnx set-up
 //! webhook/       webhook voice mode (signed agent.message turns), call events queue + worker
+//! loadtest/      `switchboard loadtest`: simulated gateway callers, per-turn measures, report
 //! ```
-//! Still to come (issues 5–6): the LLM provider, `loadtest/`.
 
 pub mod agent;
 pub mod api;
 pub mod audio;
 pub mod call;
 pub mod config;
+pub mod loadtest;
 pub mod logging;
 pub mod metrics;
 pub mod providers;

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use switchboard::config::RawConfig;
+use switchboard::loadtest::LoadtestArgs;
 use switchboard::server::{shutdown_signal, Server};
 use switchboard::store::Store;
 
@@ -27,6 +28,9 @@ enum Command {
         #[arg(long, env = "DATABASE_URL", global = true)]
         database_url: Option<String>,
     },
+    /// Load-test a media-websocket server: simulated gateway callers play recorded calls and
+    /// measure response latency, barge-in reaction, egress jitter and protocol faults.
+    Loadtest(LoadtestArgs),
 }
 
 #[derive(Subcommand)]
@@ -47,7 +51,29 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(raw) => serve(raw).await,
         Command::Keys { action, database_url } => keys(action, database_url).await,
+        Command::Loadtest(args) => loadtest(args).await,
     }
+}
+
+/// Runs the load test, prints the table, writes the report and plot; exits 1 if a call failed.
+async fn loadtest(args: LoadtestArgs) -> anyhow::Result<()> {
+    let options = args.resolve()?;
+    let report = switchboard::loadtest::run(options).await?;
+    print!("{}", report.table());
+    if let Some(out) = &args.out {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(out, json + "\n").with_context(|| format!("cannot write {}", out.display()))?;
+        println!("report     {}", out.display());
+    }
+    if let Some(plot) = args.plot_path() {
+        let svg = switchboard::loadtest::plot::svg(&report);
+        std::fs::write(&plot, svg).with_context(|| format!("cannot write {}", plot.display()))?;
+        println!("plot       {}", plot.display());
+    }
+    if report.totals.failed > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 async fn serve(raw: RawConfig) -> anyhow::Result<()> {

@@ -17,6 +17,13 @@ use prometheus_client::registry::Registry;
 pub const LATENCY_BUCKETS_SECONDS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 2.0, 5.0, 10.0];
 
+/// Voice-path buckets (seconds): 10 ms … 10 s, finest between 100 ms and 1 s where turn
+/// latencies live (a p95 of 740 ms and one of 800 ms land in different buckets).
+pub const VOICE_BUCKETS_SECONDS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5,
+    2.0, 3.0, 5.0, 10.0,
+];
+
 /// Per-frame processing buckets (seconds): 1 µs … 10 ms.
 pub const FRAME_BUCKETS_SECONDS: &[f64] =
     &[1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2];
@@ -73,6 +80,114 @@ fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS_SECONDS.iter().copied())
 }
 
+fn voice_histogram() -> Histogram {
+    Histogram::new(VOICE_BUCKETS_SECONDS.iter().copied())
+}
+
+/// Labels of `switchboard_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+    /// `release` or `debug`.
+    pub profile: String,
+}
+
+/// The process's own resource use, read from `/proc/self` at each scrape.
+#[derive(Debug, Default)]
+struct ProcessMetrics {
+    cpu_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    resident_bytes: Gauge,
+    virtual_bytes: Gauge,
+    open_fds: Gauge,
+    max_fds: Gauge,
+    threads: Gauge,
+    start_time_seconds: Gauge,
+    /// CPU seconds already added to the counter.
+    cpu_reported: std::sync::Mutex<f64>,
+}
+
+impl ProcessMetrics {
+    fn register(&self, registry: &mut Registry) {
+        use prometheus_client::registry::Unit;
+        registry.register_with_unit(
+            "process_cpu",
+            "CPU time used by the process (user + system)",
+            Unit::Seconds,
+            self.cpu_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "process_resident_memory",
+            "Resident memory of the process",
+            Unit::Bytes,
+            self.resident_bytes.clone(),
+        );
+        registry.register_with_unit(
+            "process_virtual_memory",
+            "Virtual memory of the process",
+            Unit::Bytes,
+            self.virtual_bytes.clone(),
+        );
+        registry.register(
+            "process_open_fds",
+            "Open file descriptors (sockets included)",
+            self.open_fds.clone(),
+        );
+        registry.register("process_max_fds", "The open file descriptor limit", self.max_fds.clone());
+        registry.register("process_threads", "OS threads of the process", self.threads.clone());
+        registry.register_with_unit(
+            "process_start_time",
+            "Start of the process, Unix time",
+            Unit::Seconds,
+            self.start_time_seconds.clone(),
+        );
+    }
+
+    /// Reads `/proc/self` (Linux); elsewhere the values stay 0.
+    fn refresh(&self) {
+        let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
+        // Fields after the parenthesised command name (which may contain spaces).
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // SAFETY: sysconf only reads a configuration value.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+        // stat(5) fields 14/15 (utime, stime), 20 (threads), 22 (starttime), 23 (vsize), 24 (rss):
+        // here 0-based from field 3.
+        let cpu = (num(11) + num(12)) as f64 / ticks;
+        let mut reported = self.cpu_reported.lock().unwrap_or_else(|e| e.into_inner());
+        if cpu > *reported {
+            self.cpu_seconds.inc_by(cpu - *reported);
+            *reported = cpu;
+        }
+        self.threads.set(num(17) as i64);
+        self.virtual_bytes.set(num(20) as i64);
+        self.resident_bytes.set((num(21) * page) as i64);
+        if let Some(boot) = boot_time_seconds() {
+            self.start_time_seconds.set((boot as f64 + num(19) as f64 / ticks) as i64);
+        }
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds.set(dir.count() as i64);
+        }
+        if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
+            let max = limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse::<i64>().ok());
+            if let Some(max) = max {
+                self.max_fds.set(max);
+            }
+        }
+    }
+}
+
+/// System boot time (Unix seconds), from `/proc/stat`'s `btime`.
+fn boot_time_seconds() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
+}
+
 /// All metrics of the process.
 pub struct Metrics {
     registry: Registry,
@@ -117,6 +232,11 @@ pub struct Metrics {
     pub provider_errors: Family<ProviderLabels, Counter>,
     /// Webhook delivery attempts by outcome.
     pub webhook_deliveries: Family<StatusLabels, Counter>,
+    /// Frames of agent audio queued for the media websockets (all calls): what playout holds
+    /// ready to send. Grows when speech is synthesised faster than real time (as it should);
+    /// a depth that never drains means sockets are not keeping up.
+    pub ws_send_queue_depth: Gauge,
+    process: ProcessMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -178,7 +298,7 @@ impl Metrics {
             frame_processing.clone(),
         );
         let stt_seconds: HistogramFamily<KindLabels> =
-            Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+            Family::new_with_constructor(voice_histogram as fn() -> Histogram);
         registry.register_with_unit(
             "stt",
             "Speech-to-text compute per request, by pass",
@@ -191,7 +311,7 @@ impl Metrics {
             "Final passes started during the end-of-speech hangover, by outcome (hit, miss)",
             stt_speculative.clone(),
         );
-        let endpointing_seconds = latency_histogram();
+        let endpointing_seconds = voice_histogram();
         registry.register_with_unit(
             "endpointing",
             "End of the caller's speech to the end of their turn",
@@ -204,7 +324,7 @@ impl Metrics {
             "Caller interruptions by kind (barge_in, false, backchannel_ignored)",
             interruptions.clone(),
         );
-        let llm_ttft_seconds = latency_histogram();
+        let llm_ttft_seconds = voice_histogram();
         registry.register_with_unit(
             "llm_ttft",
             "Reply requested to the language model's first text",
@@ -217,14 +337,14 @@ impl Metrics {
             "Replies asked before the caller's turn was decided, by outcome (used, dropped)",
             preemptive_replies.clone(),
         );
-        let tts_ttfb_seconds = latency_histogram();
+        let tts_ttfb_seconds = voice_histogram();
         registry.register_with_unit(
             "tts_ttfb",
             "Text handed to text-to-speech to its first audio",
             prometheus_client::registry::Unit::Seconds,
             tts_ttfb_seconds.clone(),
         );
-        let turn_latency_seconds = latency_histogram();
+        let turn_latency_seconds = voice_histogram();
         registry.register_with_unit(
             "turn_latency",
             "End of the caller's speech to the first agent audio frame on the wire",
@@ -243,6 +363,26 @@ impl Metrics {
             "Webhook delivery attempts by outcome (delivered, failed, retry)",
             webhook_deliveries.clone(),
         );
+        let ws_send_queue_depth = Gauge::default();
+        registry.register(
+            "ws_send_queue_depth",
+            "Frames of agent audio queued to be sent on the media websockets, all calls",
+            ws_send_queue_depth.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                profile: if cfg!(debug_assertions) { "debug" } else { "release" }.to_string(),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Version and build profile of the running binary (always 1)",
+            build_info,
+        );
+        let process = ProcessMetrics::default();
+        process.register(&mut registry);
         Self {
             registry,
             http_requests,
@@ -265,6 +405,8 @@ impl Metrics {
             turn_latency_seconds,
             provider_errors,
             webhook_deliveries,
+            ws_send_queue_depth,
+            process,
         }
     }
 
@@ -320,6 +462,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
+        self.process.refresh();
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -64,6 +64,13 @@ impl Sse {
     }
 }
 
+/// `switchboard_ws_send_queue_depth` now.
+async fn queue_depth(s: &TestServer) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", s.base)).await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("switchboard_ws_send_queue_depth ")).expect("the gauge");
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
 async fn live_call_id(s: &TestServer) -> String {
     for _ in 0..200 {
         let (_, page) = s.get("/v1/calls?status=in-progress").await;
@@ -110,6 +117,17 @@ async fn a_live_call_streams_its_transcript_ends_through_the_api_and_leaves_a_re
     let mut c = Client::connect(s.addr, "/twilio/media", |n| Some(twilio::mark(n))).await;
     c.send(twilio::start(json!({"token": s.key, "agentId": agent["id"], "from": "+15550001111"}))).await;
     let id = live_call_id(&s).await;
+
+    // The greeting is synthesised faster than it plays: it waits in the send queue.
+    let mut peak = 0.0;
+    for _ in 0..100 {
+        peak = queue_depth(&s).await;
+        if peak > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(peak > 0.0, "the greeting never showed in switchboard_ws_send_queue_depth");
 
     // Subscribed while the call is live: `connected`, then the turn as it is written.
     let mut live = Sse::open(&s, &format!("/v1/calls/{id}/transcript/stream")).await;
@@ -168,6 +186,8 @@ async fn a_live_call_streams_its_transcript_ends_through_the_api_and_leaves_a_re
     let mut c = caller.await.unwrap();
     assert!(c.got.ended, "the media socket was closed by the server");
     let _ = c.closed().await;
+
+    assert_eq!(queue_depth(&s).await, 0.0, "the ended call left nothing in the send queue gauge");
 
     // Ending it again is a conflict; unknown calls are 404s.
     let (st, again) = s.post(&format!("/v1/calls/{id}/end"), json!({})).await;

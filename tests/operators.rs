@@ -38,6 +38,34 @@ async fn health_readiness_and_metrics_need_no_key() {
     assert!(text.contains("# TYPE switchboard_http_request_duration_seconds histogram"), "{text}");
     assert!(text
         .contains(r#"switchboard_http_request_duration_seconds_count{method="POST",route="/v1/agents"} 1"#));
+
+    // Build and process metrics, read at the scrape.
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        text.contains(&format!(r#"switchboard_build_info{{version="{version}",profile="debug"}} 1"#)),
+        "{text}"
+    );
+    let value = |name: &str| -> f64 {
+        let line =
+            text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("switchboard_process_resident_memory_bytes") > 1e6, "RSS in bytes");
+    assert!(value("switchboard_process_open_fds") >= 3.0);
+    assert!(value("switchboard_process_max_fds") >= value("switchboard_process_open_fds"));
+    assert!(value("switchboard_process_threads") >= 2.0);
+    assert!(value("switchboard_process_cpu_seconds_total") > 0.0);
+    let started = value("switchboard_process_start_time_seconds");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(started <= now + 1.0 && started > now - 3600.0, "started {started}, now {now}");
+    assert_eq!(value("switchboard_ws_send_queue_depth"), 0.0, "no call, nothing queued");
+    // Voice-path histograms have buckets from 10 ms to 10 s, fine in the 100 ms – 1 s range.
+    for le in ["0.01", "0.35", "0.7", "10.0"] {
+        assert!(
+            text.contains(&format!(r#"switchboard_turn_latency_seconds_bucket{{le="{le}"}}"#)),
+            "{le}: {text}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -212,4 +240,46 @@ async fn drain_deadline_bounds_a_stuck_request() {
     let store =
         switchboard::store::Store::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
     assert_eq!(store.list_agents(10, 0).await.unwrap().1, 0, "nothing half-written");
+}
+
+/// Every metric the Grafana dashboard queries is one the server exports (after a call, so the
+/// per-call families exist), and the dashboard is valid JSON with its panels laid out.
+#[tokio::test]
+async fn the_grafana_dashboard_queries_only_exported_metrics() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/switchboard.json");
+    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let panels = dash["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10);
+    let mut names = std::collections::BTreeSet::new();
+    for p in panels {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(at) = rest.find("switchboard_") {
+                let tail = &rest[at..];
+                let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+                names.insert(tail[..end].to_string());
+                rest = &tail[end..];
+            }
+        }
+    }
+    let s = TestServer::start().await;
+    let text = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
+    let families: std::collections::BTreeSet<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    for name in &names {
+        let family = ["_bucket", "_count", "_sum", "_total"]
+            .iter()
+            .find_map(|sfx| name.strip_suffix(sfx))
+            .filter(|f| families.contains(f))
+            .unwrap_or(name);
+        assert!(families.contains(family), "the dashboard queries {name}, which /metrics does not export");
+    }
+    for must in [
+        "switchboard_calls_active",
+        "switchboard_turn_latency_seconds_bucket",
+        "switchboard_playout_late_frames_total",
+    ] {
+        assert!(names.contains(must), "the dashboard lacks {must}");
+    }
 }

@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -288,6 +289,11 @@ impl Playout {
     }
 
     /// A mark came back: that utterance has been played in full.
+    /// Whole frames of audio queued and not yet sent.
+    pub fn queued_frames(&self) -> u64 {
+        self.queued_total.saturating_sub(self.sent_total) / self.format.frame_samples().max(1) as u64
+    }
+
     pub fn mark_played(&mut self, name: &str) -> Option<PlayoutEvent> {
         let i = self.marks.iter().position(|(n, _, _)| n == name)?;
         let (_, utterance_id, sent_ms) = self.marks.remove(i)?;
@@ -306,6 +312,9 @@ pub struct PlayoutDriver {
     out: Vec<Outbound>,
     pending_events: Vec<PlayoutEvent>,
     late_frames: Counter,
+    /// `switchboard_ws_send_queue_depth`, and this call's share of it.
+    queue_depth: Gauge,
+    queue_reported: i64,
 }
 
 /// Playout's inbox closed: every producer is gone.
@@ -327,6 +336,8 @@ impl PlayoutDriver {
             out: Vec::with_capacity(4),
             pending_events: Vec::with_capacity(4),
             late_frames: metrics.playout_late_frames.clone(),
+            queue_depth: metrics.ws_send_queue_depth.clone(),
+            queue_reported: 0,
         }
     }
 
@@ -353,6 +364,11 @@ impl PlayoutDriver {
             self.late_frames.inc();
         }
         self.playout.next_frame(&mut self.out, &mut self.pending_events, now);
+        let depth = self.playout.queued_frames() as i64;
+        if depth != self.queue_reported {
+            self.queue_depth.inc_by(depth - self.queue_reported);
+            self.queue_reported = depth;
+        }
         for ev in self.pending_events.drain(..) {
             if let Err(mpsc::error::TrySendError::Full(ev)) = self.events.try_send(ev) {
                 // Per-frame path: a lagging conversation must not flood the log.
@@ -369,6 +385,13 @@ impl PlayoutDriver {
                 tracing::debug!("playout: conversation is not keeping up; played event dropped");
             }
         }
+    }
+}
+
+impl Drop for PlayoutDriver {
+    fn drop(&mut self) {
+        // The call is over: its queued audio leaves the gauge.
+        self.queue_depth.dec_by(self.queue_reported);
     }
 }
 
