@@ -181,6 +181,25 @@ class Server:
             self.close()
             raise SystemExit("Switchboard runs without Silero: set SWITCHBOARD_MODELS_DIR (`make models`)")
 
+    def check_listening(self):
+        """After a call: the denoiser and VAD ran on its audio (else the figures would be of
+        another path: a stale binary, missing weights)."""
+        if self.side == "switchboard":
+            metrics = get(f"http://127.0.0.1:{self.port}/metrics").decode()
+            value = {l.split()[0]: float(l.split()[1]) for l in metrics.splitlines()
+                     if l.startswith("switchboard_frame_processing_seconds_")}
+            per_payload_us = value["switchboard_frame_processing_seconds_sum"] * 1e6 / max(
+                1.0, value["switchboard_frame_processing_seconds_count"])
+            if per_payload_us < 20:
+                self.close()
+                raise SystemExit(f"Switchboard spent {per_payload_us:.1f} µs per payload: loopback "
+                                 "without listening (is the binary built from this tree?)")
+        else:
+            stats = json.loads(get(f"http://127.0.0.1:{self.port}/stats"))
+            if stats["speech_started"] == 0:
+                self.close()
+                raise SystemExit(f"Pipecat's VAD reported no speech: {stats}")
+
     def close(self):
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -226,6 +245,7 @@ def one_run(side, concurrency, args):
         out_dir = args["out_dir"]
         # Warm-up: one call, then the idle figures.
         loadtest(args["binary"], server.url, args["fixtures"], 1, 1, 0, out_dir / "warmup.json")
+        server.check_listening()
         time.sleep(1.0)
         c0, _ = usage(server.proc.pid)
         time.sleep(3.0)
@@ -326,7 +346,15 @@ def main():
     os.environ.setdefault("SWITCHBOARD_MODELS_DIR", str(ROOT / "models"))
     binary = target / "release" / "switchboard"
     if not os.environ.get("NO_BUILD"):
-        subprocess.run(["cargo", "build", "--release", "--bin", "switchboard"], cwd=ROOT, check=True)
+        # The path cargo reports is the shared target folder's: link it at once (below), before
+        # another worktree's build replaces it.
+        built = subprocess.run(["cargo", "build", "--release", "--bin", "switchboard",
+                                "--message-format=json-render-diagnostics"],
+                               cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True).stdout
+        for line in built.splitlines():
+            m = json.loads(line)
+            if m.get("reason") == "compiler-artifact" and m.get("executable"):
+                binary = Path(m["executable"])
     out_dir = Path(os.environ.get("OUT_DIR", target / "pipecat-compare"))
     out_dir.mkdir(parents=True, exist_ok=True)
     # Other builds sharing the target folder may replace the binary during the runs: keep this
