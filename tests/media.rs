@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::media::{b64, native, plivo, telnyx, twilio, vonage, Client, Fixture};
-use common::TestServer;
+use common::{ended_call, TestServer};
 use serde_json::json;
 use sqlx::Row;
 use switchboard::audio::codec::mulaw_decode;
@@ -156,6 +156,47 @@ async fn twilio_loopback_returns_the_audio_paced_with_marks_clear_and_a_call_rec
     assert_eq!(row.agent_id, None, "loopback needs no agent");
     assert!(row.started_at.as_ref().unwrap() <= row.ended_at.as_ref().unwrap());
     assert_eq!(row.end_reason.as_deref(), Some("caller hung up"));
+}
+
+/// `listen=true`: the caller is still heard back, and the denoiser + VAD ran on their audio —
+/// the call record has the speech events of the one utterance, near its annotated bounds.
+#[tokio::test]
+async fn twilio_loopback_with_listen_records_the_vad_speech_events() {
+    let s = TestServer::start().await;
+    let hello = Fixture::load("caller-hello.mulaw-8k.wav");
+    let annotation =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/audio-fixtures/caller-hello.json"));
+    let annotation: serde_json::Value = serde_json::from_str(&annotation.unwrap()).unwrap();
+    let turn = &annotation["turns"][0];
+    let mut c = Client::connect(s.addr, "/twilio/media", twilio_echo).await;
+    c.send(twilio::start(json!({"token": s.key, "mode": "loopback", "listen": "true"}))).await;
+    let media: Vec<Message> = hello.frames().iter().enumerate().map(|(i, f)| twilio::media(i, f)).collect();
+    let sent = media.len();
+    // The tail is silence on the line: the VAD's hangover ends the utterance.
+    let silence = (0..50).map(|i| twilio::media(sent + i, &[0xFF; 160]));
+    c.stream(media.into_iter().chain(silence).collect(), Duration::from_millis(400)).await;
+    c.send(twilio::stop()).await;
+    c.closed().await;
+
+    let back = audible(&c.got.frames, |f| f.iter().map(|&b| mulaw_decode(b)).collect());
+    assert!(back.len() >= 8000 * 3, "the caller's speech came back ({} samples)", back.len());
+    let rec = ended_call(&s).await;
+    assert_eq!(rec.count("speech_started"), 1, "{:?}", rec.events);
+    assert_eq!(rec.count("speech_ended"), 1, "{:?}", rec.events);
+    let (start, end) = (rec.first("speech_started").unwrap().at_ms, rec.first("speech_ended").unwrap().at_ms);
+    let (want_start, want_end) = (turn["start_ms"].as_i64().unwrap(), turn["end_ms"].as_i64().unwrap());
+    assert!((start - want_start).abs() <= 250, "speech started at {start} ms, annotated {want_start}");
+    assert!((end - want_end).abs() <= 400, "speech ended at {end} ms, annotated {want_end}");
+
+    // Plain loopback does not listen: no speech events.
+    let mut c = Client::connect(s.addr, "/twilio/media", twilio_echo).await;
+    c.send(twilio::start(json!({"token": s.key, "mode": "loopback"}))).await;
+    let media: Vec<Message> = hello.frames().iter().enumerate().map(|(i, f)| twilio::media(i, f)).collect();
+    c.stream(media, Duration::from_millis(400)).await;
+    c.send(twilio::stop()).await;
+    c.closed().await;
+    let rec = ended_call(&s).await;
+    assert!(rec.events.is_empty(), "{:?}", rec.events);
 }
 
 /// A μ-law 8 kHz loopback call on a JSON protocol: whole 160-byte frames, the tone back, marks

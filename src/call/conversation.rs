@@ -21,7 +21,9 @@
 //! would see a message for a turn that may never happen.
 //!
 //! Loopback diagnostics mode has its own controls: any DTMF key clears playout (a barge-in),
-//! `0` hangs up, and `*` transfers to the `transferTo` start parameter.
+//! `0` hangs up, and `*` transfers to the `transferTo` start parameter. With `listen` on, the
+//! listener also denoises and runs the VAD on the caller's audio, and the speech events it
+//! reports are written to the call record.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -73,7 +75,13 @@ const CHARS_PER_SECOND: f64 = 15.0;
 #[derive(Clone)]
 pub enum Mode {
     /// Diagnostics: the caller's audio is played back.
-    Loopback { transfer_to: Option<String> },
+    Loopback {
+        transfer_to: Option<String>,
+        /// Also run the listening path (denoise → VAD, no speech-to-text) on the caller's audio
+        /// and record its speech events: the media path of an agent call without the engines
+        /// that answer (what the Pipecat side-by-side bench compares).
+        listen: bool,
+    },
     /// An agent answers.
     Agent(Box<AgentCall>),
 }
@@ -81,8 +89,8 @@ pub enum Mode {
 impl std::fmt::Debug for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Mode::Loopback { transfer_to } => {
-                f.debug_struct("Loopback").field("transfer_to", transfer_to).finish()
+            Mode::Loopback { transfer_to, listen } => {
+                f.debug_struct("Loopback").field("transfer_to", transfer_to).field("listen", listen).finish()
             }
             Mode::Agent(a) => f.debug_tuple("Agent").field(&a.agent_id).finish(),
         }
@@ -143,7 +151,7 @@ pub struct ConversationIo {
 /// Runs until cancelled or the listener is gone.
 pub async fn run(mode: Mode, io: ConversationIo, cancel: CancellationToken) {
     match mode {
-        Mode::Loopback { transfer_to } => run_loopback(transfer_to, io, cancel).await,
+        Mode::Loopback { transfer_to, .. } => run_loopback(transfer_to, io, cancel).await,
         Mode::Agent(agent) => AgentConversation::new(*agent, io).run(cancel).await,
     }
 }
@@ -157,7 +165,18 @@ async fn run_loopback(transfer_to: Option<String>, mut io: ConversationIo, cance
             () = &mut cancelled => break,
             ev = io.listener.recv() => {
                 let Some(ev) = ev else { break };
-                let ListenerEvent::Dtmf { digit, .. } = ev else { continue };
+                let digit = match ev {
+                    ListenerEvent::Dtmf { digit, .. } => digit,
+                    ListenerEvent::SpeechStarted { at } | ListenerEvent::SpeechEnded { at } => {
+                        let started = matches!(ev, ListenerEvent::SpeechStarted { .. });
+                        let kind = if started { "speech_started" } else { "speech_ended" };
+                        if let Some(r) = io.recorder.as_mut() {
+                            r.event(kind, at.as_millis() as u64, None);
+                        }
+                        continue;
+                    }
+                    _ => continue,
+                };
                 let control = match digit {
                     '0' => Some(CallControl::Hangup { reason: "agent hung up: caller pressed 0 in loopback mode".into() }),
                     '*' => transfer_to.clone().map(|to| CallControl::Transfer { to }),

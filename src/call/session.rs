@@ -340,7 +340,10 @@ async fn admit(
         ctx.store.create_live_call(&new).await.map_err(internal)?
     };
     let mode = match (loopback, agent_config) {
-        (true, _) => Mode::Loopback { transfer_to: param("transferTo").map(str::to_string) },
+        (true, _) => Mode::Loopback {
+            transfer_to: param("transferTo").map(str::to_string),
+            listen: param("listen") == Some("true"),
+        },
         (false, Some(agent)) => Mode::Agent(Box::new(agent_call(ctx, &call, agent, start).await)),
         (false, None) => {
             let reason = "the call has no agent".to_string();

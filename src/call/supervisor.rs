@@ -18,7 +18,7 @@ use super::queue::{self, Producer};
 use super::recorder::Recorder;
 use super::speaker::{self, SpeakerIo};
 use super::{capacity, CallControl};
-use crate::agent::SttMode;
+use crate::agent::{DenoisingMode, SttMode};
 use crate::audio::vad::VadConfig;
 use crate::metrics::Metrics;
 use crate::providers::stt::SttQuality;
@@ -74,7 +74,18 @@ pub fn spawn(mode: Mode, format: WireFormat, setup: CallSetup<'_>) -> Result<Cal
             },
             smart_turn: setup.engines.smart_turn.clone(),
         }),
-        Mode::Loopback { .. } => None,
+        // Denoise and VAD as an agent call with the default `denoisingMode` would; nothing to
+        // transcribe for.
+        Mode::Loopback { listen: true, .. } => Some(ListeningSetup {
+            denoise: DenoisingMode::default().into(),
+            silero: setup.engines.silero.clone(),
+            vad: VadConfig::default(),
+            stt: None,
+            language: String::new(),
+            final_quality: SttQuality::Final,
+            smart_turn: None,
+        }),
+        Mode::Loopback { listen: false, .. } => None,
     };
     let listener = Listener::new(format, call_start, metrics, listening)
         .map_err(|e| SupervisorError::Setup(e.to_string()))?;
@@ -105,7 +116,12 @@ pub fn spawn(mode: Mode, format: WireFormat, setup: CallSetup<'_>) -> Result<Cal
             };
             (Some(recorder), Some(task), Some(voice))
         }
-        Mode::Loopback { .. } => (None, None, None),
+        Mode::Loopback { listen: true, .. } => {
+            let (recorder, task) =
+                Recorder::spawn(setup.store.clone(), setup.call_id.to_string(), setup.feed.clone());
+            (Some(recorder), Some(task), None)
+        }
+        Mode::Loopback { listen: false, .. } => (None, None, None),
     };
     let mut tasks = vec![
         tokio::spawn(
