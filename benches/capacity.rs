@@ -10,6 +10,7 @@
 //! ```text
 //! cargo bench --bench capacity                       # 500 calls, 20 s
 //! CALLS=1000 SECONDS=30 RAMP=10 cargo bench --bench capacity
+//! SERVER_BIN=/path/to/other/switchboard cargo bench --bench capacity
 //! ```
 
 use std::process::{Child, Command, Stdio};
@@ -38,7 +39,9 @@ impl Server {
     fn start(max_calls: usize) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        // SERVER_BIN: another build (an A/B) or a wrapper (e.g. `taskset -c 1 … "$@"`).
+        let bin = std::env::var("SERVER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchboard").to_string());
+        let child = Command::new(bin)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--database-url")
             .arg(format!("sqlite://{}/bench.db", dir.path().display()))
