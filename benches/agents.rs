@@ -19,20 +19,20 @@
 //! CALLS=200 RAMP=10 cargo bench --bench agents
 //! ```
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use axum::response::IntoResponse;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+#[path = "support/server.rs"]
+mod support;
+
+use support::{env_or, Server};
+
 const KEY: &str = "sb_bench_agents_key";
 /// What the scripted model says to every turn.
 const REPLY: &str = "Certainly, I can help with that. Is there anything else?";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// The scripted provider: chat completions (SSE), transcriptions (JSON), speech (SSE of PCM).
 async fn scripted_providers() -> String {
@@ -80,73 +80,20 @@ async fn scripted_providers() -> String {
     format!("http://{addr}/v1")
 }
 
-struct Server {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(calls: usize, providers: &str) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--database-url")
-            .arg(format!("sqlite://{}/bench.db", dir.path().display()))
-            .arg("--recordings-dir")
-            .arg(dir.path().join("recordings"))
-            .args(["--max-calls", &(calls + 10).to_string()])
-            .args(["--stt", "openai", "--tts", "openai", "--llm", "openai", "--openai-base-url", providers])
-            .args(["--openai-api-key", "scripted", "--preemptive-replies", "false"])
-            .env("SWITCHBOARD_API_KEY", KEY)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("server starts");
-        Server { child, addr: format!("127.0.0.1:{port}"), _dir: dir }
-    }
-
-    /// (user + system CPU seconds, resident set bytes) of the server process.
-    fn usage(&self) -> (f64, u64) {
-        let pid = self.child.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let fields: Vec<&str> =
-            stat.rsplit_once(") ").map(|(_, r)| r.split(' ').collect()).unwrap_or_default();
-        let num = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let rss_kb = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .unwrap_or(0);
-        ((num(11) + num(12)) / 100.0, rss_kb * 1024)
-    }
-
-    async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(format!("http://{}/metrics", self.addr)).await.unwrap().text().await.unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::main]
 async fn main() {
     let calls: usize = env_or("CALLS", 100);
     let ramp: f64 = env_or("RAMP", 10.0);
     let fixture: String = env_or("FIXTURE", "two-turns".to_string());
     let providers = scripted_providers().await;
-    let server = Server::start(calls, &providers);
+    let server = Server::start(
+        KEY,
+        calls + 10,
+        &["--stt", "openai", "--tts", "openai", "--llm", "openai", "--openai-base-url", &providers]
+            .into_iter()
+            .chain(["--openai-api-key", "scripted", "--preemptive-replies", "false"])
+            .collect::<Vec<_>>(),
+    );
     let http = reqwest::Client::new();
     let mut agent = None;
     for _ in 0..100 {

@@ -10,10 +10,9 @@
 //! ```text
 //! cargo bench --bench capacity                       # 500 calls, 20 s
 //! CALLS=1000 SECONDS=30 RAMP=10 cargo bench --bench capacity
-//! SERVER_BIN=/path/to/other/switchboard cargo bench --bench capacity
+//! SERVER_BIN=/path/to/other/switchboard cargo bench --bench capacity   # an A/B
 //! ```
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,72 +22,12 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "support/server.rs"]
+mod support;
+
+use support::{cpu_seconds, env_or, metric, Server};
+
 const KEY: &str = "sb_bench_capacity_key";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(max_calls: usize) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = tempfile::tempdir().unwrap();
-        // SERVER_BIN: another build (an A/B) or a wrapper (e.g. `taskset -c 1 … "$@"`).
-        let bin = std::env::var("SERVER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchboard").to_string());
-        let child = Command::new(bin)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--database-url")
-            .arg(format!("sqlite://{}/bench.db", dir.path().display()))
-            .args(["--max-calls", &max_calls.to_string()])
-            .env("SWITCHBOARD_API_KEY", KEY)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("server starts");
-        Server { child, addr: format!("127.0.0.1:{port}"), _dir: dir }
-    }
-
-    /// (user + system CPU seconds, resident set bytes) of the server process.
-    fn usage(&self) -> (f64, u64) {
-        let pid = self.child.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let fields: Vec<&str> =
-            stat.rsplit_once(") ").map(|(_, r)| r.split(' ').collect()).unwrap_or_default();
-        let ticks = 100.0; // USER_HZ
-        let cpu = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-            + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let rss_kb = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .unwrap_or(0);
-        (cpu / ticks, rss_kb * 1024)
-    }
-}
-
-/// User + system CPU seconds of this (client) process.
-fn own_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, r)| r.split(' ').collect()).unwrap_or_default();
-    (fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
-        / 100.0
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// What one simulated caller saw.
 #[derive(Default)]
@@ -185,13 +124,6 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[i]) / 1000.0
 }
 
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing: run only under bench.
     if !std::env::args().any(|a| a == "--bench") {
@@ -201,7 +133,7 @@ fn main() {
     let seconds: u64 = env_or("SECONDS", 20);
     let ramp: f64 = env_or("RAMP", 5.0);
     let client_threads: usize = env_or("CLIENT_THREADS", 1);
-    let server = Server::start(calls + 10);
+    let server = Server::start(KEY, calls + 10, &[]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(client_threads)
         .enable_all()
@@ -238,12 +170,12 @@ fn main() {
         tokio::time::sleep(Duration::from_secs_f64(ramp) + warmup).await;
         let (cpu_a, rss_full) = server.usage();
         let late_a = metric(&http.get(format!("http://{}/metrics", server.addr)).send().await.unwrap().text().await.unwrap(), "switchboard_playout_late_frames_total");
-        let client_a = own_cpu();
+        let client_a = cpu_seconds("/proc/self/stat");
         let window_start = Instant::now();
         tokio::time::sleep(hold.saturating_sub(window_start.duration_since(t0)).saturating_sub(Duration::from_millis(200))).await;
         let (cpu_b, _) = server.usage();
         let late_b = metric(&http.get(format!("http://{}/metrics", server.addr)).send().await.unwrap().text().await.unwrap(), "switchboard_playout_late_frames_total");
-        let client_b = own_cpu();
+        let client_b = cpu_seconds("/proc/self/stat");
         let window = window_start.elapsed().as_secs_f64();
         let mut all: Vec<CallStats> = Vec::with_capacity(calls);
         for t in tasks {

@@ -105,5 +105,23 @@ fn listening_path(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, denoise, listening_path);
+/// The answering-machine beep detector (65 Goertzel filters on the raw frame), which the
+/// listening path runs during the first minute of a call only — so `listening_path` above,
+/// measured over many more frames, does not include it.
+fn beep_detector(c: &mut Criterion) {
+    use switchboard::audio::tone::BeepDetector;
+
+    let pcm = noisy_speech();
+    let frames: Vec<&[i16]> = pcm.chunks_exact(Denoiser::FRAME_SAMPLES).collect();
+    let mut d = BeepDetector::new(16_000);
+    let mut i = 0;
+    c.bench_function("beep_detector/frame_20ms", |b| {
+        b.iter(|| {
+            i = (i + 1) % frames.len();
+            black_box(d.push(black_box(frames[i])))
+        })
+    });
+}
+
+criterion_group!(benches, denoise, listening_path, beep_detector);
 criterion_main!(benches);

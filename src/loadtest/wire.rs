@@ -200,28 +200,21 @@ impl ClientWire {
     pub fn media(&mut self, index: u64, payload: &[u8]) -> Message {
         let timestamp_ms = index * 20;
         match self.protocol {
-            Protocol::Twilio => {
+            // The same message; Telnyx spells two keys its own way.
+            Protocol::Twilio | Protocol::Telnyx => {
+                let (seq_key, stream_key) = match self.protocol {
+                    Protocol::Twilio => ("sequenceNumber", "streamSid"),
+                    _ => ("sequence_number", "stream_id"),
+                };
                 let seq = self.next_seq();
                 let mut s = String::with_capacity(200 + payload.len() * 4 / 3);
-                s.push_str(r#"{"event":"media","sequenceNumber":""#);
+                s.push_str(r#"{"event":"media",""#);
+                s.push_str(seq_key);
+                s.push_str(r#"":""#);
                 s.push_str(&seq.to_string());
-                s.push_str(r#"","streamSid":"#);
-                s.push_str(&json_str(&self.ids.stream_id));
-                s.push_str(r#","media":{"track":"inbound","chunk":""#);
-                s.push_str(&(index + 1).to_string());
-                s.push_str(r#"","timestamp":""#);
-                s.push_str(&timestamp_ms.to_string());
-                s.push_str(r#"","payload":""#);
-                B64.encode_string(payload, &mut s);
-                s.push_str("\"}}");
-                Message::text(s)
-            }
-            Protocol::Telnyx => {
-                let seq = self.next_seq();
-                let mut s = String::with_capacity(200 + payload.len() * 4 / 3);
-                s.push_str(r#"{"event":"media","sequence_number":""#);
-                s.push_str(&seq.to_string());
-                s.push_str(r#"","stream_id":"#);
+                s.push_str(r#"",""#);
+                s.push_str(stream_key);
+                s.push_str(r#"":"#);
                 s.push_str(&json_str(&self.ids.stream_id));
                 s.push_str(r#","media":{"track":"inbound","chunk":""#);
                 s.push_str(&(index + 1).to_string());
