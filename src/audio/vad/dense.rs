@@ -46,7 +46,7 @@ impl Kernel {
 impl Dense {
     /// From row-major weights `w` (`rows × cols`, `cols` a multiple of [`LANES`]) and `bias`.
     pub(super) fn new(rows: usize, cols: usize, w: Vec<f32>, bias: Vec<f32>) -> Self {
-        assert!(cols.is_multiple_of(LANES) && cols > 0, "row length {cols} is not a multiple of {LANES}");
+        assert!(cols % LANES == 0 && cols > 0, "row length {cols} is not a multiple of {LANES}");
         assert_eq!(w.len(), rows * cols, "weights");
         assert_eq!(bias.len(), rows, "bias");
         Self { rows, cols, w: w.into(), bias: bias.into() }

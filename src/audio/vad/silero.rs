@@ -87,7 +87,9 @@ impl SileroModel {
     /// at most 4) if the native engine cannot read the file.
     pub fn load(models_dir: &Path) -> Result<Arc<Self>> {
         match Self::load_native(models_dir) {
+            // A missing or unreadable file is missing for onnxruntime too.
             Ok(model) => Ok(model),
+            Err(err @ VadError::Io { .. }) => Err(err),
             Err(err) => {
                 tracing::warn!(error = %err, "Silero VAD: native engine unavailable, trying onnxruntime");
                 let cores = std::thread::available_parallelism().map_or(1, usize::from);

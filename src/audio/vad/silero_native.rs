@@ -64,7 +64,7 @@ const T3: usize = (T2 - 1) / 2 + 1;
 const HIDDEN: usize = 128;
 const GATES: usize = 4 * HIDDEN;
 // conv4 keeps only its centre tap because it sees a single frame; conv1's padding is whole lanes.
-const _: () = assert!(T3 == 1 && BINS_PAD >= BINS && BINS_PAD.is_multiple_of(super::dense::LANES));
+const _: () = assert!(T3 == 1 && BINS_PAD >= BINS && BINS_PAD % super::dense::LANES == 0);
 
 /// The packed weights of the 16 kHz model. Immutable after load; shared by all calls.
 #[derive(Debug)]
@@ -423,6 +423,32 @@ mod tests {
             }
             assert!(max_dp < 1e-5, "{kernel:?}: max |Δp| {max_dp}");
         }
+    }
+
+    /// The portable kernel (CPUs without AVX2/FMA) on the real weights and a speech fixture,
+    /// state carried: the same probabilities as the default kernel to within rounding.
+    #[test]
+    fn portable_kernel_matches_default_on_the_real_model() {
+        let dir = std::env::var_os("SWITCHBOARD_MODELS_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+        let path = dir.join(crate::audio::vad::SileroModel::MODEL_FILE);
+        let fast = NativeSilero::load(&path).unwrap_or_else(|e| panic!("{e} (run `make models`)"));
+        let portable = NativeSilero::load(&path).unwrap().with_kernel(Kernel::Portable);
+        let samples = crate::audio::testutil::fixture_l16("caller-hello.l16-16k.wav");
+        let (mut input, mut sa, mut sb) = ([0f32; INPUT], [0f32; 2 * HIDDEN], [0f32; 2 * HIDDEN]);
+        let (mut max, mut speech) = (0f32, 0);
+        for chunk in samples.chunks_exact(INPUT - 64) {
+            for (d, &v) in input[64..].iter_mut().zip(chunk) {
+                *d = f32::from(v) / 32768.0;
+            }
+            let (a, b) = (fast.run_chunk(&input, &mut sa), portable.run_chunk(&input, &mut sb));
+            max = max.max((a - b).abs());
+            speech += usize::from(a >= 0.5);
+            input.copy_within(INPUT - 64.., 0);
+        }
+        assert!(speech > 50, "{speech} speech chunks");
+        assert!(max < 1e-4, "max |Δp| {max}");
     }
 
     #[test]
