@@ -61,7 +61,9 @@ fn denoise(c: &mut Criterion) {
 
 /// The whole per-frame listening path of an agent call without speech-to-text (which runs off
 /// the frame path): `Listening::on_frame` = denoise → VAD (Silero gated by webrtc-vad, or
-/// webrtc-vad alone) → utterance buffering, on the same noisy sentence looped.
+/// webrtc-vad alone) → utterance buffering, on the same noisy sentence looped. Silero on the
+/// default engine (`silero_gated`, native) and on onnxruntime (`silero_gated_onnxruntime`, the
+/// engine before the native one) for comparison.
 fn listening_path(c: &mut Criterion) {
     use switchboard::audio::vad::{SileroModel, VadConfig};
     use switchboard::call::listening::{Listening, ListeningSetup};
@@ -73,13 +75,17 @@ fn listening_path(c: &mut Criterion) {
     let models = std::env::var_os("SWITCHBOARD_MODELS_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
-    let silero = SileroModel::load(&models).ok();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let metrics = Metrics::new();
     let mut group = c.benchmark_group("listening_path");
-    let engines: Vec<(&str, Option<std::sync::Arc<SileroModel>>)> = match silero {
-        Some(m) => vec![("silero_gated", Some(m)), ("webrtc", None)],
-        None => vec![("webrtc", None)],
-    };
+    let mut engines: Vec<(&str, Option<std::sync::Arc<SileroModel>>)> = Vec::new();
+    if let Ok(m) = SileroModel::load(&models) {
+        engines.push(("silero_gated", Some(m)));
+    }
+    if let Ok(m) = SileroModel::load_with_sessions(&models, cores.min(4)) {
+        engines.push(("silero_gated_onnxruntime", Some(m)));
+    }
+    engines.push(("webrtc", None));
     for (name, model) in engines {
         let setup = ListeningSetup {
             denoise: DenoiseMode::Noise,

