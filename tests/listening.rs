@@ -133,12 +133,13 @@ async fn a_backchannel_over_the_agent_is_not_an_interruption() {
 async fn an_agent_whose_language_no_engine_understands_is_refused_at_call_start() {
     let _one = ONE_AT_A_TIME.lock().await;
     let s = TestServer::start().await;
-    let agent = s.agent(json!({"name": "Berlin", "language": "de-DE", "voice": "espeak-de"})).await;
+    // Cantonese: no installed Whisper has a <|yue|> token (base would hear German).
+    let agent = s.agent(json!({"name": "Kowloon", "language": "yue-CN", "voice": "espeak-yue"})).await;
     let mut c = Client::connect(s.addr, "/twilio/media", twilio_echo).await;
     c.send(twilio::start(json!({"token": s.key, "agentId": agent["id"]}))).await;
     let (code, reason) = c.closed().await;
     assert_eq!(code, 1008);
-    assert!(reason.contains("de-DE"), "{reason}");
+    assert!(reason.contains("yue-CN"), "{reason}");
     // Nothing half-created: an API-key stream is refused before any call record exists.
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db_path.display())).await.unwrap();
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM calls").fetch_one(&pool).await.unwrap();

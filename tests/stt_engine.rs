@@ -1,7 +1,9 @@
 //! Speech-to-text engines against the real audio fixtures: the embedded Whisper tiny.en (loaded
 //! from `models/whisper-tiny.en`) on clean, telephone (μ-law 8 kHz) and noisy (10 dB SNR) speech,
 //! silence and noise, the Accurate pass against Final, the worker pool's `Busy`, and the remote
-//! OpenAI-compatible engine against a local axum server.
+//! OpenAI-compatible engine against a local axum server. Whisper base (`models/whisper-base`,
+//! multilingual: the `accurate` pass and the other languages) is tested in the second half; its
+//! tests skip with a note when its weights are absent.
 //!
 //! Expected texts come from `audio-fixtures/generate.sh`. Assertions are on word error rate
 //! (`wer`), never on wall time.
@@ -11,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use switchboard::audio::codec::mulaw_decode;
 use switchboard::audio::resample::StreamResampler;
+use switchboard::providers::stt::whisper::BASE_ACCURATE;
 use switchboard::providers::stt::{
     wer, OpenAiStt, SttEngine, SttError, SttQuality, SttRequest, WhisperEngine, WhisperModel,
 };
@@ -351,4 +354,258 @@ async fn remote_engine_posts_multipart_wav_and_reads_text() {
         .unwrap_err();
     assert!(matches!(err, SttError::Remote(_)), "{err:?}");
     server.abort();
+}
+
+// ---- Whisper base (multilingual) ---------------------------------------------------------------
+
+/// Whisper base, loaded once per test binary; `None` (with a note) when its weights are absent.
+fn base() -> Option<Arc<WhisperModel>> {
+    static BASE: OnceLock<Option<Arc<WhisperModel>>> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let dir = root().join("models/whisper-base");
+        if !dir.join("model.bin").exists() {
+            eprintln!("SKIP: {} missing — run scripts/fetch_models.py (CI always has it)", dir.display());
+            return None;
+        }
+        let t = std::time::Instant::now();
+        let m = WhisperModel::load(&dir).expect("load whisper base");
+        let d = m.dims();
+        eprintln!(
+            "whisper base loaded in {:?}: {}+{} layers, d_model {}, {}/{} heads, vocab {}, ~{} MB",
+            t.elapsed(),
+            d.enc_layers,
+            d.dec_layers,
+            d.d_model,
+            d.enc_heads,
+            d.dec_heads,
+            d.n_vocab,
+            m.weight_bytes() >> 20
+        );
+        Some(Arc::new(m))
+    })
+    .clone()
+}
+
+/// Both models, or `None` when either is missing.
+fn both() -> Option<(Arc<WhisperModel>, Arc<WhisperModel>)> {
+    Some((model()?, base()?))
+}
+
+/// The `text` of a fixture's annotation (`audio-fixtures/NAME.json`).
+fn annotation(name: &str) -> String {
+    let path = root().join("audio-fixtures").join(format!("{name}.json"));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json["text"].as_str().unwrap_or_else(|| panic!("{}: no text", path.display())).to_string()
+}
+
+/// Transcribes with the model and decoding the engine routes `(language, quality)` to.
+fn routed(
+    engine: &WhisperEngine,
+    pcm: &[f32],
+    language: &str,
+    quality: SttQuality,
+) -> (String, &'static str) {
+    let (model, decoding) = engine.route(language, quality).expect("routed");
+    let t = model.transcribe_in(pcm, language, decoding).unwrap();
+    (t.text, t.engine)
+}
+
+#[test]
+fn base_is_read_from_the_file_not_assumed_tiny() {
+    let Some((tiny, base)) = both() else { return };
+    let (t, b) = (tiny.dims(), base.dims());
+    assert_eq!((t.enc_layers, t.dec_layers, t.d_model, t.enc_heads, t.n_vocab), (4, 4, 384, 6, 51_864));
+    assert_eq!(
+        (b.enc_layers, b.dec_layers, b.d_model, b.enc_heads, b.dec_heads, b.n_vocab),
+        (6, 6, 512, 8, 8, 51_865)
+    );
+    assert_eq!((tiny.name(), base.name()), ("whisper-tiny.en", "whisper-base"));
+    assert!(tiny.english_only() && !base.english_only());
+    assert!(base.covers("es-ES") && base.covers("de-DE") && base.covers("en-US") && base.covers("zh-CN"));
+    assert!(!base.covers("yue-CN"), "Cantonese has its own token only from large-v3 on");
+    assert!(!tiny.covers("es-ES"));
+}
+
+/// WER of base's `Final` (greedy) and of the routed `accurate` pass on the four English
+/// fixtures. tiny.en's figures (table above) for comparison: 0 %, 0 %, 0 %, 25 %.
+const BASE_MAX_WER: [f64; 4] = [0.10, 0.10, 0.10, 0.10];
+
+#[test]
+fn base_meets_10_percent_on_clean_and_telephone_speech() {
+    let Some((tiny, base)) = both() else { return };
+    let engine = WhisperEngine::start_with(tiny, Some(Arc::clone(&base)), 1, 1).unwrap();
+    for ((name, file, _), max) in SPEECH.iter().zip(BASE_MAX_WER) {
+        let pcm = fixture_pcm(file);
+        let reference = annotation(name);
+        let w = check(&base, &format!("base {file}"), &pcm, &reference, SttQuality::Final);
+        assert!(w <= max, "base {file}: WER {:.1}% > {:.0}%", w * 100.0, max * 100.0);
+        let (text, engine_name) = routed(&engine, &pcm, "en-US", SttQuality::Accurate);
+        assert_eq!(engine_name, "whisper-base");
+        let w = wer(&reference, &text);
+        eprintln!("routed accurate {file}: WER {:.1}% {text:?}", w * 100.0);
+        assert!(w <= max, "accurate {file}: WER {:.1}% > {:.0}%", w * 100.0, max * 100.0);
+    }
+}
+
+/// Highest WER accepted from base at 10 dB SNR white noise (same inputs as tiny.en's 33 % / 67 %).
+const BASE_NOISY_MAX_WER: [f64; 2] = [0.20, 0.20];
+
+#[test]
+fn base_at_10_db_snr_within_20_percent_wer() {
+    let Some(base) = base() else { return };
+    for (i, (name, file, _)) in SPEECH.iter().take(2).enumerate() {
+        let noisy = with_noise(&fixture_pcm(file), 10.0, 0x5EED + i as u64);
+        let w = check(&base, &format!("base {file}+noise10dB"), &noisy, &annotation(name), BASE_ACCURATE);
+        let max = BASE_NOISY_MAX_WER[i];
+        assert!(w <= max, "base {file} at 10 dB SNR: WER {:.1}% > {:.0}%", w * 100.0, max * 100.0);
+    }
+}
+
+#[test]
+fn routed_accurate_is_never_worse_than_fast() {
+    let Some((tiny, base)) = both() else { return };
+    let engine = WhisperEngine::start_with(tiny, Some(base), 1, 1).unwrap();
+    let mut inputs: Vec<(String, Vec<f32>, String)> = SPEECH
+        .iter()
+        .map(|(name, file, _)| (file.to_string(), fixture_pcm(file), annotation(name)))
+        .collect();
+    for (i, (name, file, _)) in SPEECH.iter().take(2).enumerate() {
+        let noisy = with_noise(&fixture_pcm(file), 10.0, 0x5EED + i as u64);
+        inputs.push((format!("{file}+noise10dB"), noisy, annotation(name)));
+    }
+    for (label, pcm, reference) in &inputs {
+        let (fast, fast_engine) = routed(&engine, pcm, "en-US", SttQuality::Final);
+        let (acc, acc_engine) = routed(&engine, pcm, "en-US", SttQuality::Accurate);
+        assert_eq!((fast_engine, acc_engine), ("whisper-tiny.en", "whisper-base"));
+        let (wf, wa) = (wer(reference, &fast), wer(reference, &acc));
+        eprintln!("{label}: fast {:.1}% {fast:?} | accurate {:.1}% {acc:?}", wf * 100.0, wa * 100.0);
+        assert!(wa <= wf, "{label}: accurate WER {wa} > fast WER {wf}");
+    }
+}
+
+/// The caller turns of a recorded call: `(16 kHz PCM of the turn ± 300 ms, annotated text)`.
+fn call_turns(name: &str) -> Vec<(Vec<f32>, String)> {
+    let path = root().join(format!("audio-fixtures/calls/{name}.json"));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let pcm = fixture_pcm(&format!("calls/{name}.mulaw-8k.wav"));
+    let at = |ms: u64| ((ms * 16) as usize).min(pcm.len());
+    json["callerTurns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let (start, end) = (t["startMs"].as_u64().unwrap(), t["endMs"].as_u64().unwrap());
+            let cut = pcm[at(start.saturating_sub(300))..at(end + 300)].to_vec();
+            (cut, t["text"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// Highest WER accepted for the Spanish call (espeak-ng `es` over G.711), both turns together.
+/// NOT a good figure: base (greedy) hears "Hola, ¿quíciérame? ¿Tenrero? ¿Va" for "Hola, quisiera
+/// reservar una mesa para dos personas." and "Tiene un mes a suintora ventana." for "¿Tienen mesa
+/// junto a la ventana?": 11 of 14 words wrong, 78.6 %. Beam search is no better (86 %), nor a
+/// 30 s encoder window (62–117 % per turn). Base is a weak model on espeak-ng's Spanish voice
+/// over 8 kHz μ-law; this bound pins today's figure so a regression shows — it is not a target.
+const SPANISH_MAX_WER: f64 = 0.80;
+
+#[test]
+fn base_transcribes_the_spanish_call_in_spanish() {
+    let Some((tiny, base)) = both() else { return };
+    let engine = WhisperEngine::start_with(tiny, Some(base), 1, 1).unwrap();
+    let turns = call_turns("spanish");
+    assert_eq!(turns.len(), 2);
+    for quality in [SttQuality::Partial, SttQuality::Final, SttQuality::Accurate] {
+        let (mut said, mut heard) = (Vec::new(), Vec::new());
+        for (pcm, text) in &turns {
+            let (t, engine_name) = routed(&engine, pcm, "es-ES", quality);
+            assert_eq!(engine_name, "whisper-base");
+            eprintln!("spanish {quality:?}: {t:?} for {text:?}");
+            said.push(text.as_str());
+            heard.push(t);
+        }
+        let w = wer(&said.join(" "), &heard.join(" "));
+        eprintln!("spanish {quality:?}: WER {:.1}%", w * 100.0);
+        assert!(w <= SPANISH_MAX_WER, "spanish {quality:?}: WER {:.1}% in {heard:?}", w * 100.0);
+    }
+}
+
+#[test]
+fn base_gives_no_text_for_silence_and_noise() {
+    let Some(base) = base() else { return };
+    let silence = vec![0.0f32; 3 * 16_000];
+    assert_eq!(base.transcribe_in(&silence, "es", SttQuality::Final).unwrap().text, "");
+    for (rms, seed) in [(0.003f32, 7u64), (0.1, 8)] {
+        let noise: Vec<f32> = white_noise(3 * 16_000, seed).iter().map(|n| n * rms).collect();
+        for language in ["en", "es"] {
+            let t = base.transcribe_in(&noise, language, BASE_ACCURATE).unwrap();
+            eprintln!("base noise rms {rms} {language}: {:?} conf {:.2}", t.text, t.confidence);
+            assert!(t.text.split_whitespace().count() <= 1, "noise rms {rms} ({language}) gave {:?}", t.text);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_with_base_covers_other_languages_and_routes_by_mode() {
+    let Some((tiny, base)) = both() else { return };
+    let engine = WhisperEngine::start_with(tiny, Some(base), 1, 4).unwrap();
+    assert_eq!(engine.name(), "whisper-tiny.en+base");
+    assert!(engine.covers("es-ES") && engine.covers("de-DE") && engine.covers("en-GB"));
+    assert!(!engine.covers("yue-CN"));
+    assert_eq!(engine.engine_for("en-US"), Some("whisper-tiny.en"));
+    assert_eq!(engine.engine_for("es-419"), Some("whisper-base"));
+    assert_eq!(engine.engine_for("yue-CN"), None);
+    let turns = call_turns("spanish");
+    let pcm: Arc<[f32]> = turns[1].0.clone().into();
+    let req = |language: &str, quality| SttRequest {
+        pcm_16k: Arc::clone(&pcm),
+        language: language.into(),
+        quality,
+    };
+    let t = engine.transcribe(req("es-ES", SttQuality::Final)).await.unwrap();
+    assert_eq!(t.engine, "whisper-base");
+    // Spanish words, not an English reading ("…ventana", see SPANISH_MAX_WER for the rest).
+    assert!(t.text.to_lowercase().contains("ventana"), "{:?}", t.text);
+    let en: Arc<[f32]> = fixture_pcm("caller-question.l16-16k.wav").into();
+    let en_req = |quality| SttRequest { pcm_16k: Arc::clone(&en), language: "en-US".into(), quality };
+    assert_eq!(engine.transcribe(en_req(SttQuality::Final)).await.unwrap().engine, "whisper-tiny.en");
+    assert_eq!(engine.transcribe(en_req(SttQuality::Partial)).await.unwrap().engine, "whisper-tiny.en");
+    assert_eq!(engine.transcribe(en_req(SttQuality::Accurate)).await.unwrap().engine, "whisper-base");
+    let yue = engine.transcribe(req("yue-CN", SttQuality::Final)).await;
+    assert!(matches!(yue, Err(SttError::Unsupported { .. })), "{yue:?}");
+}
+
+/// Greedy against beam search on base, for choosing [`BASE_ACCURATE`]: `cargo test --test
+/// stt_engine base_greedy_against_beam -- --ignored --nocapture`. Not part of the suite (it only
+/// prints).
+#[test]
+#[ignore]
+fn base_greedy_against_beam() {
+    let Some(base) = base() else { return };
+    let mut inputs: Vec<(String, Vec<f32>, String, &str)> = SPEECH
+        .iter()
+        .map(|(name, file, _)| (file.to_string(), fixture_pcm(file), annotation(name), "en"))
+        .collect();
+    for (i, (name, file, _)) in SPEECH.iter().take(2).enumerate() {
+        inputs.push((
+            format!("{file}+noise10dB"),
+            with_noise(&fixture_pcm(file), 10.0, 0x5EED + i as u64),
+            annotation(name),
+            "en",
+        ));
+    }
+    for (i, (pcm, text)) in call_turns("spanish").into_iter().enumerate() {
+        inputs.push((format!("spanish turn {}", i + 1), pcm, text, "es"));
+    }
+    for (label, pcm, reference, language) in &inputs {
+        for q in [SttQuality::Final, SttQuality::Accurate] {
+            let t = base.transcribe_in(pcm, language, q).unwrap();
+            eprintln!(
+                "{label} {q:?}: WER {:.1}% in {:?}: {:?}",
+                100.0 * wer(reference, &t.text),
+                t.compute,
+                t.text
+            );
+        }
+    }
 }

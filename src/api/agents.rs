@@ -229,7 +229,7 @@ pub async fn languages(State(state): State<AppState>) -> Json<LanguageList> {
     let data = crate::agent::LANGUAGES
         .iter()
         .map(|&language| {
-            let speech_to_text = engines.stt.as_ref().filter(|s| s.covers(language)).map(|s| s.name());
+            let speech_to_text = engines.stt.as_ref().and_then(|s| s.engine_for(language));
             let voices: Vec<&'static str> =
                 state.voices().all().iter().filter(|v| v.language == language).map(|v| v.voice_id).collect();
             LanguageCoverage {

@@ -109,15 +109,24 @@ impl Engines {
         static SILERO: OnceLock<Mutex<HashMap<PathBuf, Option<Arc<SileroModel>>>>> = OnceLock::new();
         static PIPER: OnceLock<Mutex<HashMap<PathBuf, Option<Arc<tts::piper::PiperTts>>>>> = OnceLock::new();
         let stt: Result<stt::SharedStt, String> = match cfg.stt {
-            SttChoice::Embedded => cached(&WHISPER, models_dir, || {
-                let dir = models_dir.join("whisper-tiny.en");
-                stt::WhisperEngine::load(&dir, cfg.stt_workers)
+            SttChoice::Embedded => {
+                cached(&WHISPER, models_dir, || {
+                    let dir = models_dir.join("whisper-tiny.en");
+                    let base = models_dir.join("whisper-base");
+                    stt::WhisperEngine::load_with_multilingual(&dir, &base, cfg.stt_workers)
                     .map(|e| {
-                        tracing::info!(dir = %dir.display(), workers = cfg.stt_workers, "STT engine: Whisper tiny.en");
+                        tracing::info!(
+                            dir = %dir.display(),
+                            workers = cfg.stt_workers,
+                            multilingual = e.multilingual().is_some(),
+                            "STT engine: {}",
+                            stt::SttEngine::name(&e)
+                        );
                         Arc::new(e) as stt::SharedStt
                     })
                     .map_err(|e| format!("the embedded speech-to-text engine is not available ({e}); run `make models`"))
-            }),
+                })
+            }
             SttChoice::Openai => match &cfg.openai_api_key {
                 Some(key) => Ok(Arc::new(stt::OpenAiStt::new(
                     cfg.openai_base_url.clone(),
@@ -233,8 +242,13 @@ impl Engines {
         match &self.stt {
             None => Err(self.stt_missing.clone().unwrap_or_else(|| "no speech-to-text engine".into())),
             Some(stt) if !stt.covers(language) => Err(format!(
-                "no installed speech-to-text engine understands {language} ({} covers English only)",
-                stt.name()
+                "no installed speech-to-text engine understands {language} ({} does not cover it{})",
+                stt.name(),
+                if stt.name() == stt::whisper::ENGINE_NAME {
+                    "; run `make models` for Whisper base"
+                } else {
+                    ""
+                }
             )),
             Some(_) => Ok(()),
         }

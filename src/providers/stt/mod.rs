@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! mod.rs      SttEngine, SttRequest/Transcription/SttQuality, SttError, wer()
-//! whisper/    embedded Whisper tiny.en on candle: CT2 loader, log-mel, tokenizer, model, worker pool
+//! whisper/    embedded Whisper (tiny.en; base for `accurate` and other languages) on candle: CT2
+//!             loader, log-mel, tokenizer, model, routing, worker pool
 //! remote      OpenAI-compatible /audio/transcriptions over async-openai (final pass only)
 //! ```
 //!
@@ -87,6 +88,11 @@ pub trait SttEngine: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Whether the engine can transcribe this BCP-47 language (e.g. `en-US`).
     fn covers(&self, language: &str) -> bool;
+    /// The name of the model that transcribes `language` (what `GET /v1/agents/languages`
+    /// reports), `None` when not covered. Engines with one model answer [`SttEngine::name`].
+    fn engine_for(&self, language: &str) -> Option<&'static str> {
+        self.covers(language).then(|| self.name())
+    }
     /// Whether the engine is cheap enough for partial re-decodes while the caller speaks.
     fn partials(&self) -> bool;
     /// Transcribes one utterance.

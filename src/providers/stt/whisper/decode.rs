@@ -11,6 +11,12 @@
 //! log-probability is below [`LOW_LOGPROB`] returns empty text (Whisper's own rule); the token
 //! budget grows with the audio length ([`max_tokens`]); and a decode that starts repeating the
 //! same n-gram stops and keeps a single copy.
+//!
+//! Prompt: English-only models (`.en`) get `<|startoftranscript|><|notimestamps|>`; multilingual
+//! ones `<|startoftranscript|><|xx|><|transcribe|><|notimestamps|>` with `xx` the language asked
+//! for ([`whisper_language`] maps the BCP-47 tag, the token id is looked up by name). The same
+//! suppression (the CT2 config's `suppress_ids`, every special token but end-of-text, so no
+//! language switch or timestamp mid-text) and guards apply to both.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -38,8 +44,35 @@ pub const WINDOW_SAMPLES: usize = 30 * STT_SAMPLE_RATE_HZ as usize;
 /// in int8 with a scale per 32 weights (a quarter of the bytes read per token; transcripts of
 /// every fixture unchanged).
 pub const PRECISION: Precision = Precision { encoder: Format::F32, decoder: Format::I8, embed: Format::I8 };
-/// The engine name reported in transcriptions.
+/// The engine name reported in transcriptions by tiny.en (see [`WhisperModel::name`]).
 pub const ENGINE_NAME: &str = "whisper-tiny.en";
+
+/// Whisper's language code for a BCP-47 tag: the primary subtag, lower-cased, with the few codes
+/// Whisper spells differently (`nb` Norwegian Bokmål → `no`, `jv` Javanese → `jw`, the
+/// withdrawn `iw` → `he`). Whether the model knows the code is [`WhisperModel::covers`]'s answer.
+pub fn whisper_language(tag: &str) -> String {
+    let primary = crate::providers::stt::primary_language(tag);
+    match primary.as_str() {
+        "nb" => "no".to_string(),
+        "jv" => "jw".to_string(),
+        "iw" => "he".to_string(),
+        _ => primary,
+    }
+}
+
+/// Name of a Whisper model from its shape: size by width and depth, `.en` when English-only.
+fn model_name(d_model: usize, layers: usize, english_only: bool) -> &'static str {
+    match (d_model, layers, english_only) {
+        (384, 4, true) => ENGINE_NAME,
+        (384, 4, false) => "whisper-tiny",
+        (512, 6, true) => "whisper-base.en",
+        (512, 6, false) => "whisper-base",
+        (768, 12, true) => "whisper-small.en",
+        (768, 12, false) => "whisper-small",
+        (_, _, true) => "whisper.en",
+        (_, _, false) => "whisper",
+    }
+}
 
 /// Token budget for `seconds` of audio: generous for fast talkers (8 tokens/s plus 10), capped
 /// at half the text context like Whisper's `sample_len`.
@@ -78,8 +111,11 @@ impl Decoded {
     }
 }
 
-/// Whisper tiny.en loaded once; `&self` methods are safe to call from several threads.
+/// A Whisper model (tiny.en, base, …) loaded once; `&self` methods are safe to call from
+/// several threads.
 pub struct WhisperModel {
+    /// Reported in [`Transcription::engine`] (`whisper-tiny.en`, `whisper-base`).
+    name: &'static str,
     net: Network,
     tokenizer: Tokenizer,
     mel: LogMel,
@@ -143,8 +179,11 @@ impl WhisperModel {
         let mut tokenizer = tokenizer;
         if net.dims.n_vocab < 51_865 {
             // English-only models (.en, 51864 ids) list language tokens but were not trained on them.
-            tokenizer.special.english = None;
+            tokenizer.drop_languages();
+        } else if tokenizer.special.english.is_none() {
+            return Err(load_err(&tok_path, "a multilingual model whose tokenizer has no <|en|>"));
         }
+        let name = model_name(net.dims.d_model, net.dims.dec_layers, tokenizer.special.english.is_none());
         let sp = tokenizer.special;
         let mut suppress = config.suppress_ids;
         suppress.extend(sp.eot + 1..net.dims.n_vocab as u32);
@@ -156,7 +195,34 @@ impl WhisperModel {
             suppress_begin = vec![220, sp.eot];
         }
         let weight_bytes = net.weight_bytes();
-        Ok(Self { net, tokenizer, mel: LogMel::new(), suppress, suppress_begin, weight_bytes })
+        Ok(Self { name, net, tokenizer, mel: LogMel::new(), suppress, suppress_begin, weight_bytes })
+    }
+
+    /// `whisper-tiny.en`, `whisper-base`, …: what [`Transcription::engine`] reports.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Layers, width, heads and vocabulary, as read from the file.
+    pub fn dims(&self) -> super::model::Dims {
+        self.net.dims
+    }
+
+    /// Whether the model can transcribe BCP-47 `language`: English for `.en` models, any language
+    /// with a token in the tokenizer for multilingual ones.
+    pub fn covers(&self, language: &str) -> bool {
+        self.language_token(language).is_ok()
+    }
+
+    /// The language token of the prompt: `None` for English-only models (which have none).
+    fn language_token(&self, language: &str) -> Result<Option<u32>, SttError> {
+        let code = whisper_language(language);
+        let unsupported = || SttError::Unsupported { language: language.to_string() };
+        match self.tokenizer.special.english {
+            None if code == "en" => Ok(None),
+            None => Err(unsupported()),
+            Some(_) => self.tokenizer.language(&code).map(Some).ok_or_else(unsupported),
+        }
     }
 
     /// Bytes of weights held in memory (see [`PRECISION`]).
@@ -192,9 +258,20 @@ impl WhisperModel {
         self.net.encode(mel, frames).map_err(engine_err)
     }
 
-    /// Transcribes one utterance of mono 16 kHz PCM.
+    /// Transcribes one utterance of mono 16 kHz English PCM.
     pub fn transcribe(&self, pcm: &[f32], quality: SttQuality) -> Result<Transcription, SttError> {
-        self.transcribe_timed(pcm, quality).map(|(t, _)| t)
+        self.transcribe_in(pcm, "en", quality)
+    }
+
+    /// Transcribes one utterance of mono 16 kHz PCM in BCP-47 `language`
+    /// ([`SttError::Unsupported`] when the model does not know it).
+    pub fn transcribe_in(
+        &self,
+        pcm: &[f32],
+        language: &str,
+        quality: SttQuality,
+    ) -> Result<Transcription, SttError> {
+        self.transcribe_timed_in(pcm, language, quality).map(|(t, _)| t)
     }
 
     /// [`WhisperModel::transcribe`] plus the per-stage split.
@@ -203,7 +280,18 @@ impl WhisperModel {
         pcm: &[f32],
         quality: SttQuality,
     ) -> Result<(Transcription, StageTimings), SttError> {
+        self.transcribe_timed_in(pcm, "en", quality)
+    }
+
+    /// [`WhisperModel::transcribe_in`] plus the per-stage split.
+    pub fn transcribe_timed_in(
+        &self,
+        pcm: &[f32],
+        language: &str,
+        quality: SttQuality,
+    ) -> Result<(Transcription, StageTimings), SttError> {
         let started = Instant::now();
+        let prompt = self.prompt(self.language_token(language)?);
         let audio_ms = pcm.len() as u64 * 1000 / STT_SAMPLE_RATE_HZ as u64;
         let mut timings = StageTimings::default();
         let mut texts = Vec::new();
@@ -220,7 +308,7 @@ impl WhisperModel {
             timings.encoder += t.elapsed();
             let t = Instant::now();
             let seconds = window.len() as f32 / STT_SAMPLE_RATE_HZ as f32;
-            let decoded = self.decode(&audio, quality, seconds)?;
+            let decoded = self.decode(&audio, &prompt, quality, seconds)?;
             timings.decoder += t.elapsed();
             timings.tokens += decoded.sampled;
             if decoded.no_speech_prob > NO_SPEECH_PROB && decoded.avg_logprob() < LOW_LOGPROB {
@@ -239,42 +327,52 @@ impl WhisperModel {
         let transcription = Transcription {
             text: texts.join(" "),
             confidence,
-            engine: ENGINE_NAME,
+            engine: self.name,
             audio_ms,
             compute: started.elapsed(),
         };
         Ok((transcription, timings))
     }
 
-    fn decode(&self, audio: &Tensor, quality: SttQuality, seconds: f32) -> Result<Decoded, SttError> {
+    fn decode(
+        &self,
+        audio: &Tensor,
+        prompt: &[u32],
+        quality: SttQuality,
+        seconds: f32,
+    ) -> Result<Decoded, SttError> {
         let cross = self.net.cross_kv(audio).map_err(engine_err)?;
         let cap = max_tokens(seconds, self.net.dims.n_text_ctx);
         match quality {
-            SttQuality::Partial | SttQuality::Final => self.greedy(&cross, cap),
+            SttQuality::Partial | SttQuality::Final => self.greedy(&cross, prompt, cap),
             SttQuality::Accurate => {
                 // The beam may re-rank words, not add a sentence: its length is capped near the
                 // greedy transcript's, which keeps it out of restart loops on noisy audio.
-                let greedy = self.greedy(&cross, cap).map_err(engine_err)?;
-                self.beam(&cross, cap.min(greedy.tokens.len() + 1), BEAM_WIDTH)
+                let greedy = self.greedy(&cross, prompt, cap).map_err(engine_err)?;
+                self.beam(&cross, prompt, cap.min(greedy.tokens.len() + 1), BEAM_WIDTH)
             }
         }
         .map_err(engine_err)
     }
 
-    fn prompt(&self) -> Vec<u32> {
+    /// The decoder prompt for `language` (a token id from [`Self::language_token`]).
+    fn prompt(&self, language: Option<u32>) -> Vec<u32> {
         let sp = self.tokenizer.special;
-        match sp.english {
+        match language {
             None => vec![sp.sot, sp.no_timestamps],
-            Some(en) => vec![sp.sot, en, sp.transcribe, sp.no_timestamps],
+            Some(lang) => vec![sp.sot, lang, sp.transcribe, sp.no_timestamps],
         }
     }
 
     /// Runs the prompt; returns the cache, the no-speech probability and the log-probabilities
     /// of the first sampled token.
-    fn start(&self, cross: &[CrossKv]) -> candle_core::Result<(super::model::KvCache, f32, Vec<f32>)> {
-        let prompt = self.prompt();
+    fn start(
+        &self,
+        cross: &[CrossKv],
+        prompt: &[u32],
+    ) -> candle_core::Result<(super::model::KvCache, f32, Vec<f32>)> {
         let mut cache = self.net.new_cache();
-        let logits = self.net.decode_step(&prompt, 1, &mut cache, cross)?.squeeze(0)?;
+        let logits = self.net.decode_step(prompt, 1, &mut cache, cross)?.squeeze(0)?;
         let rows = logits.to_vec2::<f32>()?;
         let first = &rows[0];
         let no_speech = log_softmax_at(first, self.tokenizer.special.no_speech as usize).exp();
@@ -297,9 +395,9 @@ impl WhisperModel {
         }
     }
 
-    fn greedy(&self, cross: &[CrossKv], cap: usize) -> candle_core::Result<Decoded> {
+    fn greedy(&self, cross: &[CrossKv], prompt: &[u32], cap: usize) -> candle_core::Result<Decoded> {
         let eot = self.tokenizer.special.eot;
-        let (mut cache, no_speech_prob, mut logprobs) = self.start(cross)?;
+        let (mut cache, no_speech_prob, mut logprobs) = self.start(cross, prompt)?;
         let mut out = Decoded { no_speech_prob, ..Decoded::default() };
         loop {
             let (token, lp) = argmax(&logprobs);
@@ -322,9 +420,15 @@ impl WhisperModel {
 
     /// Beam search (Whisper's: `width` live beams, stop once `width` finished, rank finished
     /// hypotheses by sum log-probability / length).
-    fn beam(&self, cross: &[CrossKv], cap: usize, width: usize) -> candle_core::Result<Decoded> {
+    fn beam(
+        &self,
+        cross: &[CrossKv],
+        prompt: &[u32],
+        cap: usize,
+        width: usize,
+    ) -> candle_core::Result<Decoded> {
         let eot = self.tokenizer.special.eot;
-        let (mut cache, no_speech_prob, first) = self.start(cross)?;
+        let (mut cache, no_speech_prob, first) = self.start(cross, prompt)?;
         // Live beams: (tokens, sum log-prob). Seeded from the first distribution.
         let mut beams: Vec<(Vec<u32>, f32)> = Vec::with_capacity(width);
         let mut finished: Vec<(Vec<u32>, f32)> = Vec::new();
@@ -479,6 +583,21 @@ const RESTART_SPAN: usize = 3;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bcp47_tags_map_to_whisper_codes() {
+        assert_eq!(whisper_language("es-419"), "es");
+        assert_eq!(whisper_language("EN-us"), "en");
+        assert_eq!(whisper_language("nb-NO"), "no");
+        assert_eq!(whisper_language("yue-CN"), "yue");
+    }
+
+    #[test]
+    fn model_names_follow_the_shape() {
+        assert_eq!(model_name(384, 4, true), "whisper-tiny.en");
+        assert_eq!(model_name(512, 6, false), "whisper-base");
+        assert_eq!(model_name(1024, 24, false), "whisper");
+    }
 
     #[test]
     fn repetition_is_cut_to_one_copy() {

@@ -1,6 +1,10 @@
 //! Whisper token ids → text: GPT-2 byte-level BPE decoding over `tokenizer.json`'s vocabulary,
 //! plus the special-token ids the decoder needs. Decode only: Whisper never needs to encode text
 //! here (the prompt is special tokens).
+//!
+//! Language tokens (`<|en|>`, `<|es|>`, … — two or three lower-case letters between `<|` and
+//! `|>`) are looked up by name, never by id: tiny.en and the multilingual models number their
+//! special tokens differently (`<|startoftranscript|>` is 50257 in one, 50258 in the other).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -36,6 +40,8 @@ pub struct Tokenizer {
     /// id → bytes of the token (byte-level alphabet already undone).
     pieces: Vec<Vec<u8>>,
     pub special: SpecialTokens,
+    /// Whisper language code (`es`, `haw`) → id of its `<|code|>` token.
+    languages: HashMap<String, u32>,
 }
 
 /// GPT-2's reversible byte ↔ printable character table: printable Latin-1 bytes map to
@@ -110,7 +116,31 @@ impl Tokenizer {
             no_timestamps: get("<|notimestamps|>")?,
             english: by_name.get("<|en|>").copied(),
         };
-        Ok(Self { pieces, special })
+        let languages = by_name
+            .iter()
+            .filter_map(|(name, &id)| {
+                let code = name.strip_prefix("<|")?.strip_suffix("|>")?;
+                let is_code = (2..=3).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_lowercase());
+                is_code.then(|| (code.to_string(), id))
+            })
+            .collect();
+        Ok(Self { pieces, special, languages })
+    }
+
+    /// Id of the language token `<|code|>` (`code` as Whisper spells it: `es`, `zh`, `haw`).
+    pub fn language(&self, code: &str) -> Option<u32> {
+        self.languages.get(code).copied()
+    }
+
+    /// Number of language tokens.
+    pub fn language_count(&self) -> usize {
+        self.languages.len()
+    }
+
+    /// Forgets the language tokens (English-only models list them but were not trained on them).
+    pub fn drop_languages(&mut self) {
+        self.languages.clear();
+        self.special.english = None;
     }
 
     /// Number of ids known (text + special).
@@ -148,7 +178,8 @@ mod tests {
         "added_tokens": [
             {"id": 6, "content": "<|endoftext|>"}, {"id": 7, "content": "<|startoftranscript|>"},
             {"id": 8, "content": "<|transcribe|>"}, {"id": 9, "content": "<|nocaptions|>"},
-            {"id": 10, "content": "<|notimestamps|>"}
+            {"id": 10, "content": "<|notimestamps|>"}, {"id": 11, "content": "<|es|>"},
+            {"id": 12, "content": "<|haw|>"}, {"id": 13, "content": "<|startoflm|>"}
         ]
     }"#;
 
@@ -170,6 +201,18 @@ mod tests {
         assert_eq!(t.special.no_timestamps, 10);
         assert_eq!(t.special.english, None);
         assert!(t.is_text(5) && !t.is_text(6));
+    }
+
+    #[test]
+    fn language_tokens_are_found_by_name() {
+        let mut t = Tokenizer::from_json(JSON).unwrap();
+        assert_eq!(t.language("es"), Some(11));
+        assert_eq!(t.language("haw"), Some(12));
+        assert_eq!(t.language("startoflm"), None, "not a language");
+        assert_eq!(t.language("de"), None);
+        assert_eq!(t.language_count(), 2);
+        t.drop_languages();
+        assert_eq!((t.language("es"), t.language_count()), (None, 0));
     }
 
     #[test]
