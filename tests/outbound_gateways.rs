@@ -47,6 +47,9 @@ impl Hit {
 
 type Hits = Arc<Mutex<Vec<Hit>>>;
 
+/// Builds a gateway's configuration pointed at a fake REST server.
+type Configure = fn(&str) -> GatewayConfig;
+
 /// A gateway REST API answering `status` with the next of `bodies` (the last one repeats).
 async fn fake_gateway(status: u16, bodies: &[&'static str]) -> (String, Hits) {
     let hits: Hits = Arc::default();
@@ -499,7 +502,7 @@ async fn plivo_dials_with_an_answer_url_and_follows_its_callbacks() {
 
 #[tokio::test]
 async fn a_gateway_refusal_is_a_502_and_the_call_is_recorded_failed() {
-    let refusals: [(fn(&str) -> GatewayConfig, u16, &'static str, &str); 3] = [
+    let refusals: [(Configure, u16, &str, &str); 3] = [
         (
             telnyx_config,
             422,
