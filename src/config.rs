@@ -66,6 +66,42 @@ pub enum VadChoice {
     Webrtc,
 }
 
+/// A gateway that can place outbound calls (`POST /v1/calls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboundGateway {
+    Twilio,
+    Telnyx,
+    Vonage,
+    Plivo,
+}
+
+impl OutboundGateway {
+    pub const ALL: [OutboundGateway; 4] =
+        [OutboundGateway::Twilio, OutboundGateway::Telnyx, OutboundGateway::Vonage, OutboundGateway::Plivo];
+
+    /// The lower-case name, as in the API, the settings and the call record's transport.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Twilio => "twilio",
+            Self::Telnyx => "telnyx",
+            Self::Vonage => "vonage",
+            Self::Plivo => "plivo",
+        }
+    }
+
+    /// The media-websocket protocol the gateway streams the answered call over.
+    pub fn protocol(self) -> crate::transport::Protocol {
+        use crate::transport::Protocol;
+        match self {
+            Self::Twilio => Protocol::Twilio,
+            Self::Telnyx => Protocol::Telnyx,
+            Self::Vonage => Protocol::Vonage,
+            Self::Plivo => Protocol::Plivo,
+        }
+    }
+}
+
 /// Raw settings as given: every field optional, validated and defaulted by [`RawConfig::resolve`].
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +155,10 @@ pub struct RawConfig {
     /// Telnyx REST base URL [default: https://api.telnyx.com].
     #[arg(long, env = "TELNYX_API_BASE")]
     pub telnyx_api_base: Option<String>,
+    /// Telnyx TeXML application (connection) id that outbound calls are placed on
+    /// (`POST /v2/texml/calls/{connection_id}`); with the API key, enables Telnyx outbound calls.
+    #[arg(long, env = "TELNYX_CONNECTION_ID")]
+    pub telnyx_connection_id: Option<String>,
     /// Plivo Auth ID for REST call control.
     #[arg(long, env = "PLIVO_AUTH_ID")]
     pub plivo_auth_id: Option<String>,
@@ -134,6 +174,10 @@ pub struct RawConfig {
     /// Vonage REST base URL [default: https://api.nexmo.com].
     #[arg(long, env = "VONAGE_API_BASE")]
     pub vonage_api_base: Option<String>,
+    /// Gateway of `POST /v1/calls` when the request names none [default: the only gateway with
+    /// outbound credentials, if exactly one has them].
+    #[arg(long, env = "SWITCHBOARD_OUTBOUND_GATEWAY", value_enum)]
+    pub outbound_gateway: Option<OutboundGateway>,
     /// Speech-to-text engine [default: embedded].
     #[arg(long, env = "SWITCHBOARD_STT", value_enum)]
     pub stt: Option<SttChoice>,
@@ -295,11 +339,15 @@ pub struct GatewayConfig {
     pub twilio_api_base: String,
     pub telnyx_api_key: Option<String>,
     pub telnyx_api_base: String,
+    /// TeXML application (connection) id for Telnyx outbound calls.
+    pub telnyx_connection_id: Option<String>,
     pub plivo_auth_id: Option<String>,
     pub plivo_auth_token: Option<String>,
     pub plivo_api_base: String,
     pub vonage_jwt: Option<String>,
     pub vonage_api_base: String,
+    /// Gateway of outbound calls whose request names none.
+    pub outbound_gateway: Option<OutboundGateway>,
 }
 
 impl Default for GatewayConfig {
@@ -310,11 +358,13 @@ impl Default for GatewayConfig {
             twilio_api_base: "https://api.twilio.com".into(),
             telnyx_api_key: None,
             telnyx_api_base: "https://api.telnyx.com".into(),
+            telnyx_connection_id: None,
             plivo_auth_id: None,
             plivo_auth_token: None,
             plivo_api_base: "https://api.plivo.com".into(),
             vonage_jwt: None,
             vonage_api_base: "https://api.nexmo.com".into(),
+            outbound_gateway: None,
         }
     }
 }
@@ -413,11 +463,13 @@ impl RawConfig {
                     twilio_api_base: merged.twilio_api_base.unwrap_or(d.twilio_api_base),
                     telnyx_api_key: merged.telnyx_api_key,
                     telnyx_api_base: merged.telnyx_api_base.unwrap_or(d.telnyx_api_base),
+                    telnyx_connection_id: merged.telnyx_connection_id.filter(|c| !c.is_empty()),
                     plivo_auth_id: merged.plivo_auth_id,
                     plivo_auth_token: merged.plivo_auth_token,
                     plivo_api_base: merged.plivo_api_base.unwrap_or(d.plivo_api_base),
                     vonage_jwt: merged.vonage_jwt,
                     vonage_api_base: merged.vonage_api_base.unwrap_or(d.vonage_api_base),
+                    outbound_gateway: merged.outbound_gateway,
                 }
             },
             providers: {
@@ -495,11 +547,13 @@ impl RawConfig {
             twilio_api_base: self.twilio_api_base.or(lower.twilio_api_base),
             telnyx_api_key: self.telnyx_api_key.or(lower.telnyx_api_key),
             telnyx_api_base: self.telnyx_api_base.or(lower.telnyx_api_base),
+            telnyx_connection_id: self.telnyx_connection_id.or(lower.telnyx_connection_id),
             plivo_auth_id: self.plivo_auth_id.or(lower.plivo_auth_id),
             plivo_auth_token: self.plivo_auth_token.or(lower.plivo_auth_token),
             plivo_api_base: self.plivo_api_base.or(lower.plivo_api_base),
             vonage_jwt: self.vonage_jwt.or(lower.vonage_jwt),
             vonage_api_base: self.vonage_api_base.or(lower.vonage_api_base),
+            outbound_gateway: self.outbound_gateway.or(lower.outbound_gateway),
             stt: self.stt.or(lower.stt),
             stt_model: self.stt_model.or(lower.stt_model),
             tts: self.tts.or(lower.tts),
@@ -562,6 +616,20 @@ mod tests {
         assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(c.models_dir, PathBuf::from("/flag"));
         assert_eq!(c.log_format, LogFormat::Json);
+
+        std::fs::write(&file, "outbound_gateway = \"plivo\"\ntelnyx_connection_id = \"conn-1\"\n").unwrap();
+        let c = RawConfig { config: Some(file.clone()), ..Default::default() }.resolve().unwrap();
+        assert_eq!(c.gateways.outbound_gateway, Some(OutboundGateway::Plivo));
+        assert_eq!(c.gateways.telnyx_connection_id.as_deref(), Some("conn-1"));
+        let raw = RawConfig {
+            config: Some(file.clone()),
+            outbound_gateway: Some(OutboundGateway::Vonage),
+            ..Default::default()
+        };
+        assert_eq!(raw.resolve().unwrap().gateways.outbound_gateway, Some(OutboundGateway::Vonage));
+        std::fs::write(&file, "outbound_gateway = \"sinch\"\n").unwrap();
+        let e = RawConfig { config: Some(file), ..Default::default() }.resolve().unwrap_err();
+        assert!(e.to_string().contains("outbound_gateway"), "{e}");
     }
 
     #[test]

@@ -108,11 +108,13 @@ fn full_config(base: &str) -> GatewayConfig {
         twilio_api_base: base.to_string(),
         telnyx_api_key: Some("KEYtelnyx".into()),
         telnyx_api_base: base.to_string(),
+        telnyx_connection_id: Some("texml-app-1".into()),
         plivo_auth_id: Some("MAPLIVOID".into()),
         plivo_auth_token: Some("pl-secret".into()),
         plivo_api_base: base.to_string(),
         vonage_jwt: Some("eyJ.vonage.jwt".into()),
         vonage_api_base: base.to_string(),
+        outbound_gateway: None,
     }
 }
 

@@ -408,7 +408,7 @@ pub async fn recording(
 }
 
 /// How long the media token of an outbound call lives: the callee has this long to answer
-/// (Twilio rings for up to 60 s by default) on top of the configured token lifetime.
+/// (Twilio, Telnyx and Plivo ring for up to 60 s by default) on top of the configured token lifetime.
 const OUTBOUND_RING_ALLOWANCE: Duration = Duration::from_secs(60);
 
 /// `POST /v1/calls` body: an outbound call.
@@ -432,15 +432,20 @@ pub struct OutboundCall {
     /// Do not record this call.
     #[serde(default)]
     pub disable_recording: bool,
+    /// The gateway that places the call: `twilio`, `telnyx`, `vonage` or `plivo`. Default: the
+    /// server's `outbound_gateway`, else the only gateway with outbound credentials.
+    #[schema(value_type = Option<String>)]
+    pub gateway: Option<crate::config::OutboundGateway>,
 }
 
 #[utoipa::path(post, path = "/v1/calls", tag = "calls", request_body = OutboundCall,
     responses((status = 201, body = CallOut, description = "The call, `ringing`; it follows the gateway's status callbacks"),
         (status = 400), (status = 401), (status = 404), (status = 422), (status = 502), (status = 503)))]
-/// Places an outbound call through Twilio: the call record is created `ringing` with a media
-/// token, Twilio is asked to dial with TwiML that connects the answered call's media stream
-/// back here (token as a `<Parameter>`), and its status callbacks (`/twilio/status`) move the
-/// record on. The agent's settings apply, with the body's overrides on top.
+/// Places an outbound call through the chosen gateway ([`crate::transport::outbound::choose`]):
+/// the call record is created `ringing` with a media token, the gateway is asked to dial with
+/// the document that connects the answered call's media stream back here with that token
+/// (TwiML / TeXML `<Parameter>`, NCCO websocket headers, Plivo answer URL), and its progress
+/// callbacks move the record on. The agent's settings apply, with the body's overrides on top.
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -478,11 +483,7 @@ pub async fn create(
             )
         })?,
     };
-    if !state.control().twilio_configured() {
-        return Err(ApiError::Unavailable(
-            "outbound calls go through Twilio: configure twilio_account_sid and twilio_auth_token".into(),
-        ));
-    }
+    let gateway = crate::transport::outbound::choose(&state, req.gateway)?;
     let base = crate::transport::answer::PublicBase::of_request(
         state.config().public_url.as_deref(),
         &headers,
@@ -509,7 +510,7 @@ pub async fn create(
         from_number: Some(from.phone_number.clone()),
         to_number: Some(req.to_number.clone()),
         direction: "outbound".into(),
-        transport: Some(Protocol::Twilio.as_str().into()),
+        transport: Some(gateway.as_str().into()),
         gateway_call_id: None,
         stream_id: None,
         disable_recording: req.disable_recording,
@@ -521,22 +522,28 @@ pub async fn create(
     let ttl = chrono::Duration::from_std(state.config().media_token_ttl + OUTBOUND_RING_ALLOWANCE)
         .unwrap_or(chrono::Duration::seconds(120));
     let (call, token) = state.store().create_ringing_call(&new, ttl).await?;
-    let twiml = crate::transport::answer::connect_stream(
-        &format!("{}/twilio/media", base.ws()),
-        "",
-        &crate::transport::answer::stream_params(&call, &token),
-    );
-    let callback = format!("{}/twilio/status", base.http());
-    match state.control().twilio_dial(&from.phone_number, &req.to_number, &twiml, &callback).await {
-        Ok(sid) => {
-            state.store().set_gateway_call_id(&call.id, &sid).await?;
-            tracing::info!(call_id = %call.id, call_sid = %sid, agent_id = %agent.id, "outbound call ringing");
+    let dialled = crate::transport::outbound::dial(
+        &state,
+        gateway,
+        &call,
+        &token,
+        &base,
+        &from.phone_number,
+        &req.to_number,
+    )
+    .await;
+    match dialled {
+        Ok(gateway_id) => {
+            state.store().set_gateway_call_id(&call.id, &gateway_id).await?;
+            tracing::info!(call_id = %call.id, gateway = gateway.as_str(), gateway_call_id = %gateway_id,
+                agent_id = %agent.id, "outbound call ringing");
             Ok((StatusCode::CREATED, Json(CallOut::from(state.store().get_call(&call.id).await?))))
         }
         Err(e) => {
             let reason = format!("the gateway did not place the call: {e}");
             state.store().end_call(&call.id, CallStatus::Failed, &reason).await?;
-            tracing::warn!(call_id = %call.id, error = %e, "outbound call refused by the gateway");
+            tracing::warn!(call_id = %call.id, gateway = gateway.as_str(), error = %e,
+                "outbound call refused by the gateway");
             Err(ApiError::BadGateway(format!("{reason} (call {} recorded as failed)", call.id)))
         }
     }

@@ -201,6 +201,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/vonage/media", get(media::vonage))
         .route("/plivo/media", get(media::plivo))
         .merge(crate::transport::answer::routes())
+        .merge(crate::transport::outbound::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

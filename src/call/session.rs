@@ -116,6 +116,12 @@ where
         Ok(admitted) => admitted,
         Err(Reject(code, reason)) => return reject(&mut sink, &ctx.metrics, transport, code, &reason).await,
     };
+    let mut start = start;
+    if start.call_id.is_none() {
+        // A stream that does not name its call (Vonage, for calls we dial before the gateway
+        // has given them an id) is controlled by the id the gateway answered the dial with.
+        start.call_id = call.gateway_call_id.clone();
+    }
     let span = tracing::info_span!("call", call_id = %call.id, transport);
     run_call(sink, stream, wire, ctx, start, call, mode, admission).instrument(span).await;
 }

@@ -36,12 +36,12 @@ use sha1::Sha1;
 
 use crate::agent::is_e164;
 use crate::api::{ApiError, AppState};
-use crate::store::{Call, CallStatus, NewCall, StoreError};
+use crate::store::{Call, NewCall, StoreError};
 use crate::transport::control::xml_escape;
-use crate::transport::Protocol;
+use crate::transport::{outbound, Protocol};
 
 /// The XML declaration every XML answer starts with.
-const XML_DECL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
+pub(crate) const XML_DECL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
 /// Header carrying Twilio's request signature.
 pub const TWILIO_SIGNATURE_HEADER: &str = "x-twilio-signature";
 /// What a Vonage caller hears on a number we do not serve.
@@ -270,32 +270,32 @@ async fn route_call(
     Ok(Routed::Agent { call: Box::new(call), token })
 }
 
-fn xml_response(body: String) -> Response {
+pub(crate) fn xml_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }
 
-fn detail(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn detail(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "detail": message.into() }))).into_response()
 }
 
-fn missing_host() -> Response {
+pub(crate) fn missing_host() -> Response {
     ApiError::BadRequest(
         "cannot tell this server's public host: send a Host header or configure public_url".into(),
     )
     .into_response()
 }
 
-fn form_error(rejection: FormRejection) -> Response {
+pub(crate) fn form_error(rejection: FormRejection) -> Response {
     ApiError::BadRequest(format!("body: expected an application/x-www-form-urlencoded form ({rejection})"))
         .into_response()
 }
 
 /// The first non-empty value of a form field.
-fn field<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn field<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.trim()).find(|v| !v.is_empty())
 }
 
-fn required<'a>(params: &'a [(String, String)], name: &str) -> Result<&'a str, ApiError> {
+pub(crate) fn required<'a>(params: &'a [(String, String)], name: &str) -> Result<&'a str, ApiError> {
     field(params, name).ok_or_else(|| ApiError::BadRequest(format!("{name}: required field is missing")))
 }
 
@@ -410,34 +410,27 @@ async fn twilio_status(
         Err(e) => return ApiError::from(e).into_response(),
     };
     tracing::info!(call_id = %call.id, call_sid, status, "twilio call status");
-    let end = match status {
-        "busy" => Some((CallStatus::Busy, "busy")),
-        "no-answer" => Some((CallStatus::NoAnswer, "no-answer")),
-        "failed" => Some((CallStatus::Failed, "the gateway could not place the call")),
-        "canceled" => Some((CallStatus::Completed, "canceled")),
-        "completed" if state.registry().subscribe(&call.id).is_none() => {
-            Some((CallStatus::Completed, "completed at the gateway"))
-        }
-        "queued" | "initiated" | "ringing" | "in-progress" | "answered" | "completed" => None,
-        other => {
-            return ApiError::Unprocessable(format!(
-                "CallStatus: unknown value {other:?} (queued, initiated, ringing, in-progress, completed, \
-                 busy, no-answer, failed, canceled)"
-            ))
-            .into_response()
-        }
+    let Some(progress) = outbound::twilio_progress(status) else {
+        return ApiError::Unprocessable(format!(
+            "CallStatus: unknown value {status:?} (queued, initiated, ringing, in-progress, completed, busy, \
+             no-answer, failed, canceled)"
+        ))
+        .into_response();
     };
-    if let Some((status, reason)) = end {
-        if let Err(e) = state.store().end_call(&call.id, status, reason).await {
-            return ApiError::from(e).into_response();
-        }
+    match outbound::follow(&state, &call, progress).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
     }
-    StatusCode::NO_CONTENT.into_response()
 }
 
 // ---------------------------------------------------------------------------------------------
 // Telnyx TeXML
 // ---------------------------------------------------------------------------------------------
+
+/// The TeXML `<Stream>` attributes of our Telnyx streams: bidirectional RTP (Telnyx's default,
+/// `mp3`, would not carry live audio back), PCMU both ways.
+pub(crate) const TELNYX_STREAM_ATTRS: &str =
+    r#" codec="PCMU" bidirectionalMode="rtp" bidirectionalCodec="PCMU""#;
 
 /// `POST /telnyx/voice` (or `GET` with the same fields in the query, for TeXML applications set
 /// to fetch with GET): TeXML connecting the call to `/telnyx/media` in bidirectional RTP mode
@@ -466,8 +459,7 @@ async fn telnyx_voice(
     match route_call(&state, Protocol::Telnyx, call_sid, field(&params, "From"), to).await {
         Ok(Routed::Agent { call, token }) => {
             let url = format!("{}/telnyx/media", base.ws());
-            let attrs = r#" codec="PCMU" bidirectionalMode="rtp" bidirectionalCodec="PCMU""#;
-            xml_response(connect_stream(&url, attrs, &stream_params(&call, &token)))
+            xml_response(connect_stream(&url, TELNYX_STREAM_ATTRS, &stream_params(&call, &token)))
         }
         Ok(Routed::Refused) => xml_response(reject_document()),
         Err(e) => e.into_response(),
@@ -477,6 +469,28 @@ async fn telnyx_voice(
 // ---------------------------------------------------------------------------------------------
 // Vonage NCCO
 // ---------------------------------------------------------------------------------------------
+
+/// An NCCO connecting the call to our media socket at `ws_url` (L16 16 kHz), the stream
+/// parameters as the websocket's custom headers.
+pub(crate) fn vonage_connect_ncco(ws_url: &str, from: Option<&str>, params: Vec<(&str, String)>) -> Value {
+    let headers: serde_json::Map<String, Value> =
+        params.into_iter().map(|(name, value)| (name.to_string(), Value::String(value))).collect();
+    let mut connect = serde_json::Map::new();
+    connect.insert("action".into(), json!("connect"));
+    if let Some(from) = from {
+        connect.insert("from".into(), json!(from));
+    }
+    connect.insert(
+        "endpoint".into(),
+        json!([{
+            "type": "websocket",
+            "uri": ws_url,
+            "content-type": "audio/l16;rate=16000",
+            "headers": headers,
+        }]),
+    );
+    json!([connect])
+}
 
 /// `GET /vonage/answer?to=…&from=…&uuid=…&conversation_uuid=…`.
 async fn vonage_answer_get(
@@ -535,28 +549,11 @@ async fn vonage_answer(
     let from = get("from");
     match route_call(state, Protocol::Vonage, uuid, from, to).await {
         Ok(Routed::Agent { call, token }) => {
-            let mut ws_headers = serde_json::Map::new();
-            for (name, value) in stream_params(&call, &token) {
-                ws_headers.insert(name.to_string(), Value::String(value));
-            }
+            let mut params = stream_params(&call, &token);
             // Vonage's `websocket:connected` frame does not name the call; the media socket needs
             // its uuid for REST call control (hang-up, transfer).
-            ws_headers.insert("uuid".into(), Value::String(uuid.to_string()));
-            let mut connect = serde_json::Map::new();
-            connect.insert("action".into(), json!("connect"));
-            if let Some(from) = from {
-                connect.insert("from".into(), json!(from));
-            }
-            connect.insert(
-                "endpoint".into(),
-                json!([{
-                    "type": "websocket",
-                    "uri": format!("{}/vonage/media", base.ws()),
-                    "content-type": "audio/l16;rate=16000",
-                    "headers": ws_headers,
-                }]),
-            );
-            Json(json!([connect])).into_response()
+            params.push(("uuid", uuid.to_string()));
+            Json(vonage_connect_ncco(&format!("{}/vonage/media", base.ws()), from, params)).into_response()
         }
         Ok(Routed::Refused) => {
             Json(json!([{ "action": "talk", "text": VONAGE_NOT_IN_SERVICE }])).into_response()
@@ -589,24 +586,28 @@ async fn plivo_answer(
     };
     match route_call(&state, Protocol::Plivo, call_uuid, field(&params, "From"), to).await {
         Ok(Routed::Agent { call, token }) => {
-            // Plivo passes `extraHeaders` to the socket as the start message's `extra_headers`;
-            // only the three values admission needs go there (512-byte limit).
-            let extra: Vec<String> = stream_params(&call, &token)
-                .into_iter()
-                .filter(|(k, _)| matches!(*k, "agentId" | "token" | "callId"))
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            let doc = format!(
-                "{XML_DECL}<Response><Stream bidirectional=\"true\" keepCallAlive=\"true\" \
-                 contentType=\"audio/x-mulaw;rate=8000\" extraHeaders=\"{}\">{}</Stream></Response>",
-                xml_escape(&extra.join(",")),
-                xml_escape(&format!("{}/plivo/media", base.ws())),
-            );
-            xml_response(doc)
+            xml_response(plivo_stream_document(&format!("{}/plivo/media", base.ws()), &call, &token))
         }
         Ok(Routed::Refused) => xml_response(format!("{XML_DECL}<Response><Hangup/></Response>")),
         Err(e) => e.into_response(),
     }
+}
+
+/// Plivo XML streaming the call to our media socket at `ws_url`, bidirectional μ-law. Plivo passes
+/// `extraHeaders` to the socket as the start message's `extra_headers`; only the three values
+/// admission needs go there (512-byte limit).
+pub(crate) fn plivo_stream_document(ws_url: &str, call: &Call, token: &str) -> String {
+    let extra: Vec<String> = stream_params(call, token)
+        .into_iter()
+        .filter(|(k, _)| matches!(*k, "agentId" | "token" | "callId"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!(
+        "{XML_DECL}<Response><Stream bidirectional=\"true\" keepCallAlive=\"true\" \
+         contentType=\"audio/x-mulaw;rate=8000\" extraHeaders=\"{}\">{}</Stream></Response>",
+        xml_escape(&extra.join(",")),
+        xml_escape(ws_url),
+    )
 }
 
 /// `GET /plivo/transfer?to=+1…`: the XML Plivo fetches on a REST transfer (see

@@ -8,6 +8,15 @@
 //! | Plivo | `DELETE /v1/Account/{auth_id}/Call/{call_uuid}/` | `POST` same URL, form `legs=aleg&aleg_url=<public_url>/plivo/transfer?to=…&aleg_method=GET` | Basic `auth_id:auth_token` |
 //! | Vonage | `PUT /v1/calls/{uuid}` `{"action":"hangup"}` | `PUT` same URL, `{"action":"transfer","destination":{"type":"ncco","ncco":[connect phone]}}` | Bearer JWT |
 //!
+//! Outbound calls (`POST /v1/calls`, see [`crate::transport::outbound`]):
+//!
+//! | gateway | dial | answers | needs |
+//! |---|---|---|---|
+//! | Twilio | `POST /2010-04-01/Accounts/{AccountSid}/Calls.json` form `To, From, Twiml, StatusCallback, StatusCallbackEvent…` | `sid` | account SID, auth token |
+//! | Telnyx | `POST /v2/texml/calls/{connection_id}` JSON `To, From, Texml, StatusCallback, StatusCallbackEvent` | `call_sid` | API key, TeXML connection id |
+//! | Vonage | `POST /v1/calls` JSON `to: [{type: phone, number}], from, ncco, event_url` | `uuid` | JWT |
+//! | Plivo | `POST /v1/Account/{auth_id}/Call/` JSON `from, to, answer_url, ring_url, hangup_url` | `request_uuid` | auth id, auth token |
+//!
 //! The gateway's call id comes from the stream's start message ([`StartInfo::call_id`]); the
 //! Twilio account falls back to [`StartInfo::account_id`]. Base URLs come from [`GatewayConfig`]
 //! so tests can point them at a local server. Credentials are never logged or put in errors.
@@ -18,7 +27,7 @@ use reqwest::{Method, RequestBuilder};
 use serde_json::json;
 
 use crate::agent::is_e164;
-use crate::config::GatewayConfig;
+use crate::config::{GatewayConfig, OutboundGateway};
 use crate::transport::{Protocol, StartInfo};
 
 /// Whole-request deadline of one call-control request.
@@ -46,6 +55,9 @@ pub enum ControlError {
     /// The gateway answered with a non-2xx status.
     #[error("{protocol} API answered HTTP {status} to {operation}: {body}")]
     Status { protocol: &'static str, operation: &'static str, status: u16, body: String },
+    /// The gateway accepted the request but its answer lacked what we need (the call id).
+    #[error("{protocol} API accepted {operation} but {message}")]
+    BadAnswer { protocol: &'static str, operation: &'static str, message: String },
     /// The request did not complete (connect, timeout, …).
     #[error("{protocol} API request for {operation} failed: {message}")]
     Network { protocol: &'static str, operation: &'static str, message: String },
@@ -257,9 +269,25 @@ impl GatewayControl {
 
     /// Whether Twilio REST credentials are configured (outbound calls need them).
     pub fn twilio_configured(&self) -> bool {
+        self.outbound_missing(OutboundGateway::Twilio).is_none()
+    }
+
+    /// The settings `gateway` lacks to place outbound calls, or `None` when it can.
+    pub fn outbound_missing(&self, gateway: OutboundGateway) -> Option<&'static str> {
         let c = &self.config;
-        c.twilio_account_sid.as_deref().is_some_and(|s| !s.is_empty())
-            && c.twilio_auth_token.as_deref().is_some_and(|t| !t.is_empty())
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        let ready = match gateway {
+            OutboundGateway::Twilio => set(&c.twilio_account_sid) && set(&c.twilio_auth_token),
+            OutboundGateway::Telnyx => set(&c.telnyx_api_key) && set(&c.telnyx_connection_id),
+            OutboundGateway::Vonage => set(&c.vonage_jwt),
+            OutboundGateway::Plivo => set(&c.plivo_auth_id) && set(&c.plivo_auth_token),
+        };
+        (!ready).then_some(match gateway {
+            OutboundGateway::Twilio => "twilio_account_sid and twilio_auth_token",
+            OutboundGateway::Telnyx => "telnyx_api_key and telnyx_connection_id",
+            OutboundGateway::Vonage => "vonage_jwt",
+            OutboundGateway::Plivo => "plivo_auth_id and plivo_auth_token",
+        })
     }
 
     /// Asks Twilio to place a call (`POST …/Calls.json` with `To`, `From`, the `Twiml` to run
@@ -272,8 +300,7 @@ impl GatewayControl {
         twiml: &str,
         status_callback: &str,
     ) -> Result<String, ControlError> {
-        const OP: &str = "place call";
-        let p = Protocol::Twilio.as_str();
+        let protocol = Protocol::Twilio;
         let no_stream = StartInfo::default();
         let (sid, token) = self.twilio_credentials(&no_stream)?;
         let url = format!(
@@ -282,38 +309,112 @@ impl GatewayControl {
             segment(&sid)
         );
         let mut form = vec![
-            ("To", to),
-            ("From", from),
-            ("Twiml", twiml),
-            ("StatusCallback", status_callback),
-            ("StatusCallbackMethod", "POST"),
+            ("To", to.to_string()),
+            ("From", from.to_string()),
+            ("Twiml", twiml.to_string()),
+            ("StatusCallback", status_callback.to_string()),
+            ("StatusCallbackMethod", "POST".to_string()),
         ];
-        form.extend(["initiated", "ringing", "answered", "completed"].map(|e| ("StatusCallbackEvent", e)));
-        let network = |e: reqwest::Error| ControlError::Network {
-            protocol: p,
-            operation: OP,
-            message: e.without_url().to_string(),
-        };
-        let resp =
-            self.client.post(&url).basic_auth(&sid, Some(token)).form(&form).send().await.map_err(network)?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        if !status.is_success() {
-            let body = truncate(text.trim(), ERROR_BODY_CHARS);
-            return Err(ControlError::Status { protocol: p, operation: OP, status: status.as_u16(), body });
-        }
-        let call_sid = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["sid"].as_str().map(str::to_string))
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| ControlError::Status {
-                protocol: p,
-                operation: OP,
-                status: status.as_u16(),
-                body: "the answer carried no call sid".into(),
-            })?;
-        tracing::info!(call_sid = %call_sid, "outbound call placed");
-        Ok(call_sid)
+        form.extend(
+            ["initiated", "ringing", "answered", "completed"].map(|e| ("StatusCallbackEvent", e.to_string())),
+        );
+        let auth = Auth::Basic(&sid, token);
+        let answer = self.request(protocol, DIAL, Method::POST, &url, auth, Body::Form(form)).await?;
+        dialled(protocol, &answer, &[&["sid"]])
+    }
+
+    /// Asks Telnyx to place a TeXML call on the configured TeXML application
+    /// (`POST /v2/texml/calls/{connection_id}`, JSON `To`, `From`, inline `Texml` to run when it
+    /// is answered, `StatusCallback` for every progress event); returns its `CallSid`.
+    pub async fn telnyx_dial(
+        &self,
+        from: &str,
+        to: &str,
+        texml: &str,
+        status_callback: &str,
+    ) -> Result<String, ControlError> {
+        let protocol = Protocol::Telnyx;
+        let c = &self.config;
+        let key = secret(&c.telnyx_api_key, protocol.as_str())?;
+        let connection = secret(&c.telnyx_connection_id, protocol.as_str())?;
+        let url = format!("{}/v2/texml/calls/{}", base(&c.telnyx_api_base), segment(connection));
+        let body = json!({
+            "To": to,
+            "From": from,
+            "Texml": texml,
+            "StatusCallback": status_callback,
+            "StatusCallbackMethod": "POST",
+            "StatusCallbackEvent": "initiated ringing answered completed",
+        });
+        let answer =
+            self.request(protocol, DIAL, Method::POST, &url, Auth::Bearer(key), Body::Json(body)).await?;
+        // The connection-scoped call answers a flat call object; older answers wrap it in `data`.
+        dialled(
+            protocol,
+            &answer,
+            &[
+                &["call_sid"],
+                &["sid"],
+                &["data", "call_sid"],
+                &["data", "call_control_id"],
+                &["call_control_id"],
+            ],
+        )
+    }
+
+    /// Asks Vonage to place a call (`POST /v1/calls`, JSON `to`/`from` phone endpoints, the
+    /// `ncco` to run when it is answered, `event_url` for its events); returns its `uuid`.
+    pub async fn vonage_dial(
+        &self,
+        from: &str,
+        to: &str,
+        ncco: serde_json::Value,
+        event_url: &str,
+    ) -> Result<String, ControlError> {
+        let protocol = Protocol::Vonage;
+        let c = &self.config;
+        let jwt = secret(&c.vonage_jwt, protocol.as_str())?;
+        let url = format!("{}/v1/calls", base(&c.vonage_api_base));
+        // Vonage numbers are digits only, no '+'.
+        let body = json!({
+            "to": [{ "type": "phone", "number": to.trim_start_matches('+') }],
+            "from": { "type": "phone", "number": from.trim_start_matches('+') },
+            "ncco": ncco,
+            "event_url": [event_url],
+            "event_method": "POST",
+        });
+        let answer =
+            self.request(protocol, DIAL, Method::POST, &url, Auth::Bearer(jwt), Body::Json(body)).await?;
+        dialled(protocol, &answer, &[&["uuid"]])
+    }
+
+    /// Asks Plivo to place a call (`POST /v1/Account/{auth_id}/Call/`, JSON `from`, `to`,
+    /// `answer_url` fetched when it is answered, `ring_url` and `hangup_url` for its progress);
+    /// returns the `request_uuid` (Plivo names the call's `CallUUID` only in its callbacks).
+    pub async fn plivo_dial(
+        &self,
+        from: &str,
+        to: &str,
+        answer_url: &str,
+        status_url: &str,
+    ) -> Result<String, ControlError> {
+        let protocol = Protocol::Plivo;
+        let (id, token) = self.plivo_credentials()?;
+        let url = format!("{}/v1/Account/{}/Call/", base(&self.config.plivo_api_base), segment(id));
+        let body = json!({
+            "from": from.trim_start_matches('+'),
+            "to": to.trim_start_matches('+'),
+            "answer_url": answer_url,
+            "answer_method": "POST",
+            "ring_url": status_url,
+            "ring_method": "POST",
+            "hangup_url": status_url,
+            "hangup_method": "POST",
+        });
+        let answer = self
+            .request(protocol, DIAL, Method::POST, &url, Auth::Basic(id, token), Body::Json(body))
+            .await?;
+        dialled(protocol, &answer, &[&["request_uuid"]])
     }
 
     fn twilio_credentials<'a>(&'a self, start: &'a StartInfo) -> Result<(String, &'a str), ControlError> {
@@ -369,6 +470,19 @@ impl GatewayControl {
         auth: Auth<'_>,
         body: Body,
     ) -> Result<(), ControlError> {
+        self.request(protocol, operation, method, url, auth, body).await.map(drop)
+    }
+
+    /// Sends one request; any 2xx is success and answers the response body.
+    async fn request(
+        &self,
+        protocol: Protocol,
+        operation: &'static str,
+        method: Method,
+        url: &str,
+        auth: Auth<'_>,
+        body: Body,
+    ) -> Result<String, ControlError> {
         let p = protocol.as_str();
         let mut req: RequestBuilder = self.client.request(method.clone(), url);
         req = match auth {
@@ -388,14 +502,38 @@ impl GatewayControl {
         };
         let resp = req.send().await.map_err(network)?;
         let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
         if status.is_success() {
             tracing::info!(gateway = p, operation, status = status.as_u16(), "gateway call control done");
-            return Ok(());
+            return Ok(text);
         }
-        let text = resp.text().await.unwrap_or_default();
         let body = truncate(text.trim(), ERROR_BODY_CHARS);
         tracing::warn!(gateway = p, operation, %method, status = status.as_u16(), "gateway call control refused");
         Err(ControlError::Status { protocol: p, operation, status: status.as_u16(), body })
+    }
+}
+
+/// The operation name of placing a call, in errors and logs.
+const DIAL: &str = "place call";
+
+/// The call id in a gateway's answer to a dial request: the first non-empty string at one of
+/// `paths` (each a list of JSON object keys), else a [`ControlError::Status`] saying so.
+fn dialled(protocol: Protocol, answer: &str, paths: &[&[&str]]) -> Result<String, ControlError> {
+    let value: serde_json::Value = serde_json::from_str(answer).unwrap_or_default();
+    let found = paths.iter().find_map(|path| {
+        let v = path.iter().try_fold(&value, |v, key| v.get(*key))?;
+        v.as_str().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+    });
+    match found {
+        Some(id) => {
+            tracing::info!(gateway = protocol.as_str(), gateway_call_id = %id, "outbound call placed");
+            Ok(id)
+        }
+        None => Err(ControlError::BadAnswer {
+            protocol: protocol.as_str(),
+            operation: DIAL,
+            message: format!("its answer carried no call id ({})", paths[0].join(".")),
+        }),
     }
 }
 
@@ -428,7 +566,7 @@ fn http_base(public: &str) -> String {
 }
 
 /// Percent-encodes a path segment (ids are normally URL-safe already; Telnyx's contain `:`).
-fn segment(s: &str) -> String {
+pub(crate) fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'@') {

@@ -10,6 +10,7 @@
 pub mod answer;
 pub mod control;
 pub mod native;
+pub mod outbound;
 pub mod plivo;
 pub mod telnyx;
 pub mod twilio;
