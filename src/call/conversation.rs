@@ -68,6 +68,10 @@ const CONTROL_DEADLINE: Duration = Duration::from_secs(15);
 /// A reply stops after this many spoken pieces (sentences; the first may be a clause): phone
 /// answers are short, and a small model may otherwise ramble until its token limit.
 const MAX_REPLY_PIECES: usize = 4;
+/// A beep counts as an answering machine's only while the caller has said at most this many
+/// turns: a machine's greeting is a few sentences, and its pauses can end a turn between them
+/// ("…can't take your call right now." | "Please leave a message after the tone.").
+const MAX_GREETING_TURNS: i64 = 3;
 /// Approximate speaking rate, to estimate how much of a cut sentence the caller heard.
 const CHARS_PER_SECOND: f64 = 15.0;
 
@@ -514,8 +518,9 @@ impl AgentConversation {
             }
             ListenerEvent::Beep { hz, at } => {
                 self.record("beep", at, Some(json!({"hz": hz})));
-                // A beep at the start of the call (before any real exchange): a machine.
-                if self.turn_seq <= 1 {
+                // A beep at the start of the call, after at most a greeting's worth of turns: a
+                // machine. Later in a conversation, a tone is not a reason to hang up on a person.
+                if self.turn_seq <= MAX_GREETING_TURNS {
                     self.leave_voicemail(self.now(), "beep").await;
                 }
                 return;
