@@ -152,6 +152,10 @@ pub struct RawConfig {
     /// Telnyx API key for Call Control (hang-up, transfer).
     #[arg(long, env = "TELNYX_API_KEY", hide_env_values = true)]
     pub telnyx_api_key: Option<String>,
+    /// Telnyx account public key (base64 Ed25519): when set, Telnyx webhooks must carry a valid
+    /// `telnyx-signature-ed25519` / `telnyx-timestamp`.
+    #[arg(long, env = "TELNYX_PUBLIC_KEY")]
+    pub telnyx_public_key: Option<String>,
     /// Telnyx REST base URL [default: https://api.telnyx.com].
     #[arg(long, env = "TELNYX_API_BASE")]
     pub telnyx_api_base: Option<String>,
@@ -171,6 +175,10 @@ pub struct RawConfig {
     /// Vonage application JWT (bearer) for Voice API call control.
     #[arg(long, env = "VONAGE_JWT", hide_env_values = true)]
     pub vonage_jwt: Option<String>,
+    /// Vonage signature secret: when set, Vonage webhooks must carry a valid signed JWT
+    /// (`Authorization: Bearer …`, HS256, `payload_hash` of the body).
+    #[arg(long, env = "VONAGE_SIGNATURE_SECRET", hide_env_values = true)]
+    pub vonage_signature_secret: Option<String>,
     /// Vonage REST base URL [default: https://api.nexmo.com].
     #[arg(long, env = "VONAGE_API_BASE")]
     pub vonage_api_base: Option<String>,
@@ -339,12 +347,16 @@ pub struct GatewayConfig {
     pub twilio_api_base: String,
     pub telnyx_api_key: Option<String>,
     pub telnyx_api_base: String,
+    /// Telnyx public key (base64 Ed25519) checking Telnyx webhook signatures.
+    pub telnyx_public_key: Option<String>,
     /// TeXML application (connection) id for Telnyx outbound calls.
     pub telnyx_connection_id: Option<String>,
     pub plivo_auth_id: Option<String>,
     pub plivo_auth_token: Option<String>,
     pub plivo_api_base: String,
     pub vonage_jwt: Option<String>,
+    /// Vonage signature secret checking Vonage webhook JWTs.
+    pub vonage_signature_secret: Option<String>,
     pub vonage_api_base: String,
     /// Gateway of outbound calls whose request names none.
     pub outbound_gateway: Option<OutboundGateway>,
@@ -358,11 +370,13 @@ impl Default for GatewayConfig {
             twilio_api_base: "https://api.twilio.com".into(),
             telnyx_api_key: None,
             telnyx_api_base: "https://api.telnyx.com".into(),
+            telnyx_public_key: None,
             telnyx_connection_id: None,
             plivo_auth_id: None,
             plivo_auth_token: None,
             plivo_api_base: "https://api.plivo.com".into(),
             vonage_jwt: None,
+            vonage_signature_secret: None,
             vonage_api_base: "https://api.nexmo.com".into(),
             outbound_gateway: None,
         }
@@ -463,11 +477,13 @@ impl RawConfig {
                     twilio_api_base: merged.twilio_api_base.unwrap_or(d.twilio_api_base),
                     telnyx_api_key: merged.telnyx_api_key,
                     telnyx_api_base: merged.telnyx_api_base.unwrap_or(d.telnyx_api_base),
+                    telnyx_public_key: merged.telnyx_public_key.filter(|k| !k.is_empty()),
                     telnyx_connection_id: merged.telnyx_connection_id.filter(|c| !c.is_empty()),
                     plivo_auth_id: merged.plivo_auth_id,
                     plivo_auth_token: merged.plivo_auth_token,
                     plivo_api_base: merged.plivo_api_base.unwrap_or(d.plivo_api_base),
                     vonage_jwt: merged.vonage_jwt,
+                    vonage_signature_secret: merged.vonage_signature_secret.filter(|k| !k.is_empty()),
                     vonage_api_base: merged.vonage_api_base.unwrap_or(d.vonage_api_base),
                     outbound_gateway: merged.outbound_gateway,
                 }
@@ -547,11 +563,13 @@ impl RawConfig {
             twilio_api_base: self.twilio_api_base.or(lower.twilio_api_base),
             telnyx_api_key: self.telnyx_api_key.or(lower.telnyx_api_key),
             telnyx_api_base: self.telnyx_api_base.or(lower.telnyx_api_base),
+            telnyx_public_key: self.telnyx_public_key.or(lower.telnyx_public_key),
             telnyx_connection_id: self.telnyx_connection_id.or(lower.telnyx_connection_id),
             plivo_auth_id: self.plivo_auth_id.or(lower.plivo_auth_id),
             plivo_auth_token: self.plivo_auth_token.or(lower.plivo_auth_token),
             plivo_api_base: self.plivo_api_base.or(lower.plivo_api_base),
             vonage_jwt: self.vonage_jwt.or(lower.vonage_jwt),
+            vonage_signature_secret: self.vonage_signature_secret.or(lower.vonage_signature_secret),
             vonage_api_base: self.vonage_api_base.or(lower.vonage_api_base),
             outbound_gateway: self.outbound_gateway.or(lower.outbound_gateway),
             stt: self.stt.or(lower.stt),

@@ -114,7 +114,7 @@ fn full_config(base: &str) -> GatewayConfig {
         plivo_api_base: base.to_string(),
         vonage_jwt: Some("eyJ.vonage.jwt".into()),
         vonage_api_base: base.to_string(),
-        outbound_gateway: None,
+        ..GatewayConfig::default()
     }
 }
 

@@ -200,8 +200,15 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/telnyx/media", get(media::telnyx))
         .route("/vonage/media", get(media::vonage))
         .route("/plivo/media", get(media::plivo))
-        .merge(crate::transport::answer::routes())
-        .merge(crate::transport::outbound::routes())
+        .merge(
+            Router::new()
+                .merge(crate::transport::answer::routes())
+                .merge(crate::transport::outbound::routes())
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::transport::signatures::check,
+                )),
+        )
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

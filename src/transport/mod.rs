@@ -12,6 +12,7 @@ pub mod control;
 pub mod native;
 pub mod outbound;
 pub mod plivo;
+pub mod signatures;
 pub mod telnyx;
 pub mod twilio;
 pub mod vonage;
