@@ -7,6 +7,11 @@
 //! sent/received, the server's late-frame and drop counters (from /metrics), and the server
 //! process's CPU time per call-second and resident memory per call.
 //!
+//! Beside it, a probe thread (in the bench process, sleeping 1 ms at a time) records every time it
+//! woke [`STALL`] or more late: the machine did not run it. The server's late-frame counter is
+//! read every 100 ms, and the report says how many late frames fell in a 100 ms window that
+//! overlaps such a stall — late frames the whole machine caused, not the server.
+//!
 //! ```text
 //! cargo bench --bench capacity                       # 500 calls, 20 s
 //! CALLS=1000 SECONDS=30 RAMP=10 cargo bench --bench capacity
@@ -28,6 +33,25 @@ mod support;
 use support::{cpu_seconds, env_or, metric, Server};
 
 const KEY: &str = "sb_bench_capacity_key";
+/// A probe wake-up at least this late counts as a machine stall.
+const STALL: Duration = Duration::from_millis(5);
+/// How often the server's late-frame counter is read during the window.
+const LATE_SAMPLE: Duration = Duration::from_millis(100);
+
+/// Stalls (start, end) a thread sleeping 1 ms at a time saw until `stop`.
+fn stall_probe(stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<(std::time::Instant, std::time::Instant)> {
+    let mut stalls = Vec::new();
+    let mut prev = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(1));
+        let now = std::time::Instant::now();
+        if now.duration_since(prev) >= STALL + Duration::from_millis(1) {
+            stalls.push((prev, now));
+        }
+        prev = now;
+    }
+    stalls
+}
 
 /// What one simulated caller saw.
 #[derive(Default)]
@@ -172,7 +196,23 @@ fn main() {
         let late_a = metric(&http.get(format!("http://{}/metrics", server.addr)).send().await.unwrap().text().await.unwrap(), "switchboard_playout_late_frames_total");
         let client_a = cpu_seconds("/proc/self/stat");
         let window_start = Instant::now();
-        tokio::time::sleep(hold.saturating_sub(window_start.duration_since(t0)).saturating_sub(Duration::from_millis(200))).await;
+        let window_end = window_start + hold.saturating_sub(window_start.duration_since(t0)).saturating_sub(Duration::from_millis(200));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let probe = {
+            let stop = stop.clone();
+            std::thread::spawn(move || stall_probe(stop))
+        };
+        // (when read, counter) every LATE_SAMPLE until the window ends.
+        let mut late_samples = vec![(std::time::Instant::now(), late_a)];
+        while Instant::now() + LATE_SAMPLE < window_end {
+            tokio::time::sleep(LATE_SAMPLE).await;
+            let Ok(resp) = http.get(format!("http://{}/metrics", server.addr)).send().await else { continue };
+            let text = resp.text().await.unwrap_or_default();
+            late_samples.push((std::time::Instant::now(), metric(&text, "switchboard_playout_late_frames_total")));
+        }
+        tokio::time::sleep_until(window_end).await;
+        stop.store(true, Ordering::Relaxed);
+        let stalls = probe.join().unwrap();
         let (cpu_b, _) = server.usage();
         let late_b = metric(&http.get(format!("http://{}/metrics", server.addr)).send().await.unwrap().text().await.unwrap(), "switchboard_playout_late_frames_total");
         let client_b = cpu_seconds("/proc/self/stat");
@@ -206,6 +246,24 @@ fn main() {
         );
         println!("  gaps > 40 ms        {gaps}");
         println!("  server late frames  {} while all calls were live, {late} in the whole run (ramp and hang-ups included)", late_b - late_a);
+        // A late frame is counted when the server runs again after the stall: the read after
+        // it sees it. Slack of one sample period on the early side.
+        let mut in_stall = 0.0;
+        for pair in late_samples.windows(2) {
+            let ((t_prev, v_prev), (t_now, v_now)) = (pair[0], pair[1]);
+            let from = t_prev.checked_sub(LATE_SAMPLE).unwrap_or(t_prev);
+            if v_now > v_prev && stalls.iter().any(|&(s, e)| e >= from && s <= t_now) {
+                in_stall += v_now - v_prev;
+            }
+        }
+        let longest = stalls.iter().map(|&(s, e)| e.duration_since(s)).max().unwrap_or_default();
+        println!(
+            "  machine stalls      {} ≥ {} ms seen by an idle probe thread over the window (longest {:.1} ms); {in_stall} of the late frames while live fell in a {} ms read window overlapping one",
+            stalls.len(),
+            STALL.as_millis(),
+            longest.as_secs_f64() * 1e3,
+            LATE_SAMPLE.as_millis()
+        );
         println!("  server drops        {dropped}");
         println!(
             "  server CPU          {:.3} CPU-ms per call-second ({:.0}% of one core over the window; total {:.1} s)",
