@@ -1,4 +1,4 @@
-//! Telnyx (Ed25519) and Vonage (signed JWT) webhook signatures, over real HTTP: with the key
+//! Telnyx (Ed25519), Vonage (signed JWT) and Plivo (V3 HMAC) webhook signatures, over real HTTP: with the key
 //! configured, a correctly signed webhook is served, and an unsigned, tampered, wrongly keyed
 //! or replayed one gets 403 naming what failed and creates nothing.
 
@@ -174,6 +174,44 @@ async fn vonage_webhooks_need_a_valid_signed_jwt_when_the_secret_is_set() {
         StatusCode::NOT_FOUND,
         "signed, so it reaches the handler, which knows no such call: {text}"
     );
+}
+
+#[tokio::test]
+async fn plivo_webhooks_need_a_valid_v3_signature_when_the_auth_token_is_set() {
+    const TOKEN: &str = "plivo-auth-token-for-tests";
+    let s = server(|c| c.gateways.plivo_auth_token = Some(TOKEN.into())).await;
+    let form = [("CallUUID", "pl-1"), ("From", "12125550123"), ("To", "14155550100")];
+    let url = format!("{PUBLIC}/plivo/answer");
+    let send = |headers: Vec<(&'static str, String)>| {
+        let mut req = s.client.post(format!("{}/plivo/answer", s.base)).form(&form);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let signed = |token: &str, url: &str, form: &[(&str, &str)], nonce: &str| {
+        vec![
+            ("x-plivo-signature-v3", common::plivo_v3(token, url, form, nonce)),
+            ("x-plivo-signature-v3-nonce", nonce.to_string()),
+        ]
+    };
+    let refused = [
+        ("unsigned", vec![], "missing X-Plivo-Signature-V3"),
+        ("wrong token", signed("not-the-token", &url, &form, "123"), "does not verify"),
+        ("other url", signed(TOKEN, &format!("{PUBLIC}/plivo/other"), &form, "123"), "does not verify"),
+        ("other form", signed(TOKEN, &url, &[("CallUUID", "pl-2")], "123"), "does not verify"),
+    ];
+    for (what, headers, says) in refused {
+        let resp = send(headers).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{what}");
+        let body = resp.text().await.unwrap();
+        assert!(body.contains(says), "{what}: {body}");
+        assert_eq!(calls(&s).await, 0, "{what}: a refused webhook created a call");
+    }
+    let resp = send(signed(TOKEN, &url, &form, "123")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.text().await.unwrap().contains("wss://voice.example.com/plivo/media"));
+    assert_eq!(calls(&s).await, 1);
 }
 
 #[tokio::test]

@@ -5,8 +5,9 @@
 //! |---|---|---|---|
 //! | Telnyx | `telnyx-signature-ed25519` (base64, 64 bytes), `telnyx-timestamp` (Unix s) | `"{timestamp}\|{raw body}"`, Ed25519 | the account's public key (base64, 32 bytes): `telnyx_public_key` |
 //! | Vonage | `Authorization: Bearer <JWT>` | the JWT, HS256; its `payload_hash` claim is the hex SHA-256 of the raw body, `iat` when it was signed | the account's signature secret: `vonage_signature_secret` |
+//! | Plivo (V3) | `X-Plivo-Signature-V3` (base64, possibly several comma-separated), `X-Plivo-Signature-V3-Nonce` | `"{url}.{nonce}"`, HMAC-SHA256, where `url` is the called URL without its query, then `?` and its query parameters sorted (`k=v` joined by `&`), and for a `POST` with form parameters a `.` (when there was a query) and the form parameters sorted, each `kv`, concatenated | the auth token: `plivo_auth_token` |
 //!
-//! Both are refused when the signing time is more than [`TOLERANCE_SECS`] away from now (a
+//! Telnyx and Vonage are refused when the signing time is more than [`TOLERANCE_SECS`] away from now (a
 //! replayed request), when a header is missing, or when anything does not verify.
 
 use axum::body::Body;
@@ -119,6 +120,73 @@ pub fn vonage(secret: &str, authorization: Option<&str>, body: &[u8], now: i64) 
     }
 }
 
+/// Header carrying Plivo's V3 signature(s).
+pub const PLIVO_SIGNATURE_HEADER: &str = "x-plivo-signature-v3";
+/// Header carrying the nonce Plivo signed with.
+pub const PLIVO_NONCE_HEADER: &str = "x-plivo-signature-v3-nonce";
+
+/// What Plivo signs for a request to `url` (as called, query included) with form `body`
+/// (empty for a `GET`), before the `.{nonce}`.
+pub fn plivo_signed_url(url: &str, post: bool, body: &[u8]) -> String {
+    use std::collections::BTreeMap;
+    fn sorted(pairs: form_urlencoded::Parse<'_>) -> BTreeMap<String, Vec<String>> {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in pairs {
+            map.entry(k.into_owned()).or_default().push(v.into_owned());
+        }
+        map.values_mut().for_each(|v| v.sort());
+        map
+    }
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let query = sorted(form_urlencoded::parse(query.as_bytes()));
+    let query: Vec<String> =
+        query.iter().flat_map(|(k, vs)| vs.iter().map(move |v| format!("{k}={v}"))).collect();
+    let query = query.join("&");
+    let form = if post { sorted(form_urlencoded::parse(body)) } else { BTreeMap::new() };
+    let mut out = base.to_string();
+    if !query.is_empty() || !form.is_empty() {
+        out.push('?');
+        out.push_str(&query);
+    }
+    if !query.is_empty() && !form.is_empty() {
+        out.push('.');
+    }
+    for (k, vs) in &form {
+        for v in vs {
+            out.push_str(k);
+            out.push_str(v);
+        }
+    }
+    out
+}
+
+/// Checks Plivo's V3 signature of a request to `url` (the public URL it called, query
+/// included) with form `body`.
+pub fn plivo(
+    auth_token: &str,
+    signatures: Option<&str>,
+    nonce: Option<&str>,
+    url: &str,
+    post: bool,
+    body: &[u8],
+) -> Result<(), Refused> {
+    let signatures = signatures.ok_or(Refused::Missing("X-Plivo-Signature-V3"))?;
+    let nonce = nonce.ok_or(Refused::Missing("X-Plivo-Signature-V3-Nonce"))?;
+    let signed = format!("{}.{nonce}", plivo_signed_url(url, post, body));
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let matches = signatures.split(',').filter_map(|s| b64.decode(s.trim()).ok()).any(|sig| {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(auth_token.as_bytes()).expect("HMAC takes any key length");
+        mac.update(signed.as_bytes());
+        mac.verify_slice(&sig).is_ok()
+    });
+    if matches {
+        Ok(())
+    } else {
+        Err(Refused::Mismatch)
+    }
+}
+
 /// A Vonage-style signed-webhook JWT over `body` signed at `iat` (tests and tools).
 pub fn vonage_token(secret: &str, body: &[u8], iat: i64) -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -139,16 +207,21 @@ pub fn vonage_token(secret: &str, body: &[u8], iat: i64) -> String {
 const TELNYX_ROUTES: [&str; 2] = ["/telnyx/voice", "/telnyx/status"];
 /// Routes whose requests Vonage signs.
 const VONAGE_ROUTES: [&str; 2] = ["/vonage/answer", "/vonage/events"];
+/// Routes whose requests Plivo signs.
+const PLIVO_ROUTES: [&str; 4] = ["/plivo/answer", "/plivo/status", "/plivo/outbound", "/plivo/transfer"];
 
 /// Middleware on the gateway webhook routes: with `telnyx_public_key` / `vonage_signature_secret`
-/// configured, a Telnyx / Vonage webhook whose signature does not verify is refused with 403 (and
-/// reaches no handler, so nothing is created or changed); without them it passes unchecked.
+/// / `plivo_auth_token` configured, a Telnyx / Vonage / Plivo webhook whose signature does not
+/// verify is refused with 403 (and reaches no handler, so nothing is created or changed);
+/// without them it passes unchecked.
 pub async fn check(State(state): State<crate::api::AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     let gateways = &state.config().gateways;
     let telnyx_key = gateways.telnyx_public_key.clone().filter(|_| TELNYX_ROUTES.contains(&path));
     let vonage_secret = gateways.vonage_signature_secret.clone().filter(|_| VONAGE_ROUTES.contains(&path));
-    if telnyx_key.is_none() && vonage_secret.is_none() {
+    let plivo_token =
+        gateways.plivo_auth_token.clone().filter(|t| !t.is_empty() && PLIVO_ROUTES.contains(&path));
+    if telnyx_key.is_none() && vonage_secret.is_none() && plivo_token.is_none() {
         return next.run(req).await;
     }
     let route = path.to_string();
@@ -160,13 +233,28 @@ pub async fn check(State(state): State<crate::api::AppState>, req: Request, next
         }
     };
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let (gateway, verdict) = match (telnyx_key, vonage_secret) {
-        (Some(key), _) => (
+    let (gateway, verdict) = match (telnyx_key, vonage_secret, plivo_token) {
+        (Some(key), _, _) => (
             "telnyx",
             telnyx(&key, header(TELNYX_SIGNATURE_HEADER), header(TELNYX_TIMESTAMP_HEADER), &body, unix_now()),
         ),
-        (None, Some(secret)) => ("vonage", vonage(&secret, header("authorization"), &body, unix_now())),
-        (None, None) => unreachable!("checked above"),
+        (None, Some(secret), _) => ("vonage", vonage(&secret, header("authorization"), &body, unix_now())),
+        (None, None, Some(token)) => {
+            let public = state.config().public_url.clone();
+            let Some(base) =
+                super::answer::PublicBase::of_request(public.as_deref(), &parts.headers, &parts.uri)
+            else {
+                return super::answer::missing_host();
+            };
+            let path_and_query = parts.uri.path_and_query().map_or(parts.uri.path(), |pq| pq.as_str());
+            let url = format!("{}{path_and_query}", base.http());
+            let post = parts.method == axum::http::Method::POST;
+            (
+                "plivo",
+                plivo(&token, header(PLIVO_SIGNATURE_HEADER), header(PLIVO_NONCE_HEADER), &url, post, &body),
+            )
+        }
+        (None, None, None) => unreachable!("checked above"),
     };
     if let Err(why) = verdict {
         tracing::warn!(route, gateway, %why, "gateway webhook refused: signature check failed");
@@ -223,6 +311,43 @@ mod tests {
         assert_eq!(
             telnyx("c2hvcnQ=", Some(&sig), Some(&ts), body, NOW),
             Err(Refused::Malformed("telnyx_public_key"))
+        );
+    }
+
+    /// The canonical strings, spelled out by hand from Plivo's description.
+    #[test]
+    fn plivo_signs_the_sorted_url_and_form() {
+        let url = "https://h.example/plivo/outbound?token=t%2B1&callId=c1";
+        assert_eq!(plivo_signed_url(url, false, b""), "https://h.example/plivo/outbound?callId=c1&token=t+1");
+        assert_eq!(
+            plivo_signed_url(url, true, b"To=%2B1555&CallUUID=u1&From=1"),
+            "https://h.example/plivo/outbound?callId=c1&token=t+1.CallUUIDu1From1To+1555"
+        );
+        assert_eq!(
+            plivo_signed_url("https://h.example/plivo/status", true, b"b=2&a=1&a=0"),
+            "https://h.example/plivo/status?a0a1b2"
+        );
+        assert_eq!(
+            plivo_signed_url("https://h.example/plivo/status", true, b""),
+            "https://h.example/plivo/status"
+        );
+
+        let body = b"CallUUID=u1&CallStatus=busy";
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"tok").unwrap();
+        mac.update(b"https://h.example/plivo/status?CallStatusbusyCallUUIDu1.n0nce");
+        let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let url = "https://h.example/plivo/status";
+        assert_eq!(plivo("tok", Some(&sig), Some("n0nce"), url, true, body), Ok(()));
+        assert_eq!(plivo("tok", Some(&format!("bogus,{sig}")), Some("n0nce"), url, true, body), Ok(()));
+        assert_eq!(plivo("tok", Some(&sig), Some("other"), url, true, body), Err(Refused::Mismatch));
+        assert_eq!(plivo("tok2", Some(&sig), Some("n0nce"), url, true, body), Err(Refused::Mismatch));
+        assert_eq!(
+            plivo("tok", Some(&sig), Some("n0nce"), url, true, b"CallUUID=u1&CallStatus=completed"),
+            Err(Refused::Mismatch)
+        );
+        assert_eq!(
+            plivo("tok", None, Some("n0nce"), url, true, body),
+            Err(Refused::Missing("X-Plivo-Signature-V3"))
         );
     }
 
