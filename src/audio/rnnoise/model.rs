@@ -60,6 +60,23 @@ impl Activation {
             Self::Relu => x.max(0.0),
         }
     }
+
+    /// [`apply`](Self::apply) to every value, eight at a time on AVX2 (same operations in the
+    /// same order: the same results).
+    #[inline]
+    fn apply_all(self, kernel: Kernel, v: &mut [f32]) {
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if kernel == Kernel::Avx2Fma {
+            // SAFETY: `Avx2Fma` is only chosen when the CPU has AVX2 and FMA.
+            done = unsafe { avx2::apply(self, v) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = kernel;
+        for x in &mut v[done..] {
+            *x = self.apply(*x);
+        }
+    }
 }
 
 const fn pad(n: usize) -> usize {
@@ -262,9 +279,7 @@ impl Dense {
         let out = &mut out[..self.bias.len()];
         out.copy_from_slice(&self.bias);
         gemv_acc(kernel, &self.w, self.bias.len(), &x[..self.inputs], out);
-        for o in &mut out[..self.outputs] {
-            *o = self.activation.apply(*o);
-        }
+        self.activation.apply_all(kernel, &mut out[..self.outputs]);
     }
 }
 
@@ -279,15 +294,16 @@ impl Gru {
         // Input part of all three gates, then the recurrent part of z and r.
         gemv_acc(kernel, &self.w_in, stride, &x[..self.inputs], gates);
         gemv_acc(kernel, &self.w_rec, stride, &state[..n], &mut gates[..2 * wide]);
+        Activation::Sigmoid.apply_all(kernel, &mut gates[..2 * wide]);
         let mut reset_state = [0f32; MAX_NEURONS];
         for j in 0..n {
-            gates[j] = sigmoid(gates[j]);
-            reset_state[j] = state[j] * sigmoid(gates[wide + j]);
+            reset_state[j] = state[j] * gates[wide + j];
         }
         // Recurrent part of the candidate, on the reset state.
         gemv_acc(kernel, &self.w_rec[2 * wide..], stride, &reset_state[..n], &mut gates[2 * wide..]);
+        self.activation.apply_all(kernel, &mut gates[2 * wide..2 * wide + n]);
         for j in 0..n {
-            let (z, h) = (gates[j], self.activation.apply(gates[2 * wide + j]));
+            let (z, h) = (gates[j], gates[2 * wide + j]);
             state[j] = z * state[j] + (1.0 - z) * h;
         }
     }
@@ -392,9 +408,70 @@ fn sigmoid(x: f32) -> f32 {
     0.5 + 0.5 * tansig(0.5 * x)
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Activation, TANH_TABLE};
+
+    /// Applies `act` to the leading multiple of 8 of `v`; returns how many values it did.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn apply(act: Activation, v: &mut [f32]) -> usize {
+        let mut chunks = v.chunks_exact_mut(8);
+        let mut done = 0;
+        for c in &mut chunks {
+            let x = _mm256_loadu_ps(c.as_ptr());
+            let y = match act {
+                Activation::Tanh => tansig(x),
+                Activation::Sigmoid => {
+                    let half = _mm256_set1_ps(0.5);
+                    _mm256_add_ps(half, _mm256_mul_ps(half, tansig(_mm256_mul_ps(half, x))))
+                }
+                Activation::Relu => _mm256_max_ps(x, _mm256_setzero_ps()),
+            };
+            _mm256_storeu_ps(c.as_mut_ptr(), y);
+            done += 8;
+        }
+        done
+    }
+
+    /// [`super::tansig`] on 8 lanes: |x| clamped to 8 (where the table's last entry, 1, and a
+    /// zero distance give exactly 1), the entry gathered, the sign put back.
+    #[inline(always)]
+    unsafe fn tansig(x: __m256) -> __m256 {
+        let sign_bit = _mm256_set1_ps(-0.0);
+        let sign = _mm256_and_ps(x, sign_bit);
+        let a = _mm256_min_ps(_mm256_andnot_ps(sign_bit, x), _mm256_set1_ps(8.0));
+        let i = _mm256_floor_ps(_mm256_add_ps(_mm256_set1_ps(0.5), _mm256_mul_ps(_mm256_set1_ps(25.0), a)));
+        let d = _mm256_sub_ps(a, _mm256_mul_ps(_mm256_set1_ps(0.04), i));
+        let y = _mm256_i32gather_ps::<4>(TANH_TABLE.as_ptr(), _mm256_cvttps_epi32(i));
+        let one = _mm256_set1_ps(1.0);
+        let slope = _mm256_sub_ps(one, _mm256_mul_ps(y, y));
+        let corr = _mm256_mul_ps(_mm256_mul_ps(d, slope), _mm256_sub_ps(one, _mm256_mul_ps(y, d)));
+        _mm256_xor_ps(_mm256_add_ps(y, corr), sign)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The vector activations give exactly the scalar ones, across the table, at its ends and
+    /// beyond (saturation), for both signs.
+    #[test]
+    fn vector_activations_equal_scalar() {
+        let xs: Vec<f32> = (-2200..2200).map(|k| k as f32 * 0.0047).chain([8.0, -8.0, 7.99, 1e6, -1e6]).collect();
+        for act in [Activation::Tanh, Activation::Sigmoid, Activation::Relu] {
+            let mut v = xs.clone();
+            act.apply_all(Kernel::detect(), &mut v);
+            for (x, got) in xs.iter().zip(&v) {
+                assert_eq!(*got, act.apply(*x), "{act:?}({x})");
+            }
+        }
+    }
 
     #[test]
     fn shipped_model_parses_with_rnnoise_shapes() {
@@ -411,7 +488,7 @@ mod tests {
 
     #[test]
     fn damaged_files_are_rejected() {
-        assert_eq!(Model::parse(&WEIGHTS[..100]).unwrap_err(), ModelError::Truncated { layer: "vad_gru" });
+        assert_eq!(Model::parse(&WEIGHTS[..1100]).unwrap_err(), ModelError::Truncated { layer: "vad_gru" });
         let mut longer = WEIGHTS.to_vec();
         longer.push(0);
         assert_eq!(Model::parse(&longer).unwrap_err(), ModelError::TrailingBytes { extra: 1 });

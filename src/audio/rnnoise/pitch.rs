@@ -11,10 +11,17 @@
 //!    normalised correlation is close enough to `T`'s (biased towards the previous period), so
 //!    a voice's second harmonic is not taken for its pitch.
 //!
-//! The correlations are [`xcorr`] and [`dot`] products (AVX2 when available); the searches
-//! themselves are scalar. Every buffer is a fixed array: a frame allocates nothing.
+//! The period is an integer, so the smallest difference in a correlation can move it at a
+//! near-tie (a pure tone correlates almost equally at every multiple of its period), and a
+//! different period changes the frame's features and pitch filter. So every sum here rounds
+//! exactly as RNNoise's do, on every kernel: the lagged correlations are in-order sums
+//! ([`xcorr_seq`], 8 lags per AVX2 register) and the windowed products RNNoise's four-lane
+//! sums ([`dot4_batch`], several at once); multiplies and adds stay separate (no FMA). The
+//! period is then the one `nnnoiseless` finds, bit for bit, frame after frame.
+//!
+//! Every buffer is a fixed array: a frame allocates nothing.
 
-use super::simd::{dot, xcorr, Kernel};
+use super::simd::{dot4_batch, xcorr_seq, Kernel, LANES};
 
 /// Shortest period searched, 48 kHz samples (800 Hz).
 pub(super) const MIN_PERIOD: usize = 60;
@@ -36,11 +43,12 @@ const FINE_LAGS: usize = (MAX_PERIOD - 3 * MIN_PERIOD) / 2;
 pub(super) struct PitchSearch {
     last_period: usize,
     last_gain: f32,
-    /// The input at 2×, whitened: `[HALF]`.
-    lp: [f32; HALF],
-    /// The 4× signals of the coarse search.
+    /// The input at 2×, whitened: `[HALF]`, then zeros that [`xcorr_seq`]'s last register
+    /// reads.
+    lp: [f32; HALF + LANES],
+    /// The 4× signals of the coarse search (`y4` padded the same way).
     x4: [f32; FRAME / 4],
-    y4: [f32; FRAME / 4 + COARSE_LAGS],
+    y4: [f32; FRAME / 4 + COARSE_LAGS + LANES],
     /// Correlations of the coarse, then the fine search.
     corr: [f32; FINE_LAGS],
     /// Energy of the lagged 2× window per lag, for the doubling check.
@@ -52,9 +60,9 @@ impl PitchSearch {
         Self {
             last_period: 0,
             last_gain: 0.0,
-            lp: [0.0; HALF],
+            lp: [0.0; HALF + LANES],
             x4: [0.0; FRAME / 4],
-            y4: [0.0; FRAME / 4 + COARSE_LAGS],
+            y4: [0.0; FRAME / 4 + COARSE_LAGS + LANES],
             corr: [0.0; FINE_LAGS],
             lagged_energy: [0.0; MAX_PERIOD / 2 + 1],
         }
@@ -78,9 +86,14 @@ impl PitchSearch {
             lp[i] = ((x[2 * i - 1] + x[2 * i + 1]) / 2.0 + x[2 * i]) / 2.0;
         }
 
+        // Autocorrelation, lags 0..=4: RNNoise sums the first HALF − 4 products of each lag
+        // in order, then adds the (in-order) sum of the rest.
+        const HEAD: usize = HALF - 4;
         let mut ac = [0f32; 5];
+        xcorr_seq(kernel, &lp[..HEAD], &lp[..], &mut ac);
         for (lag, a) in ac.iter_mut().enumerate() {
-            *a = dot(kernel, &lp[..HALF - lag], &lp[lag..]);
+            let tail = (HEAD + lag..HALF).fold(0f32, |acc, i| acc + lp[i] * lp[i - lag]);
+            *a += tail;
         }
         ac[0] *= 1.0001; // noise floor at −40 dB
         for (i, a) in ac.iter_mut().enumerate().skip(1) {
@@ -96,7 +109,7 @@ impl PitchSearch {
         // Convolve with (1 + 0.8 z⁻¹): five taps.
         let taps = [a[0] + 0.8, a[1] + 0.8 * a[0], a[2] + 0.8 * a[1], a[3] + 0.8 * a[2], 0.8 * a[3]];
         let mut past = [0f32; 5];
-        for v in lp.iter_mut() {
+        for v in lp[..HALF].iter_mut() {
             let out = *v + taps[0] * past[0] + taps[1] * past[1] + taps[2] * past[2] + taps[3] * past[3]
                 + taps[4] * past[4];
             past = [*v, past[0], past[1], past[2], past[3]];
@@ -106,8 +119,8 @@ impl PitchSearch {
 
     /// Steps 2 and 3: the best lag at 48 kHz (period = [`MAX_PERIOD`] − lag).
     fn search(&mut self, kernel: Kernel) -> usize {
-        let x = &self.lp[MAX_PERIOD / 2..];
-        let y = &self.lp[..];
+        let y = &self.lp[..HALF];
+        let x = &y[MAX_PERIOD / 2..];
         for (d, s) in self.x4.iter_mut().zip(x.iter().step_by(2)) {
             *d = *s;
         }
@@ -115,18 +128,24 @@ impl PitchSearch {
             *d = *s;
         }
         let coarse = &mut self.corr[..COARSE_LAGS];
-        xcorr(kernel, &self.x4, &self.y4, coarse);
-        let (best, second) = best_two(kernel, coarse, &self.y4, FRAME / 4);
+        xcorr_seq(kernel, &self.x4, &self.y4, coarse);
+        let (best, second) = best_two(coarse, &self.y4, FRAME / 4);
 
-        let near = |i: usize, c: usize| i.abs_diff(2 * c) <= 2;
-        for (i, c) in self.corr.iter_mut().enumerate() {
-            *c = if near(i, best) || near(i, second) {
-                dot(kernel, &x[..FRAME / 2], &y[i..]).max(-1.0)
-            } else {
-                0.0
-            };
+        // The fine correlations only within ±2 of the two coarse candidates (at 2×).
+        let (mut lags, mut count) = ([0usize; 10], 0);
+        for i in 0..FINE_LAGS {
+            if i.abs_diff(2 * best) <= 2 || i.abs_diff(2 * second) <= 2 {
+                lags[count] = i;
+                count += 1;
+            }
         }
-        let (best, _) = best_two(kernel, &self.corr, y, FRAME / 2);
+        let mut fine = [0f32; 10];
+        dot4_batch(kernel, &x[..FRAME / 2], y, &lags[..count], &mut fine[..count]);
+        self.corr.fill(0.0);
+        for (&i, &c) in lags[..count].iter().zip(&fine) {
+            self.corr[i] = c.max(-1.0);
+        }
+        let (best, _) = best_two(&self.corr, y, FRAME / 2);
 
         let offset: isize = if best > 0 && best < FINE_LAGS - 1 {
             let (a, b, c) = (self.corr[best - 1], self.corr[best], self.corr[best + 1]);
@@ -149,13 +168,22 @@ impl PitchSearch {
         const MIN: usize = MIN_PERIOD / 2;
         const MAX: usize = MAX_PERIOD / 2;
         const N: usize = FRAME / 2;
-        let lp = &self.lp;
+        let lp = &self.lp[..HALF];
         let x = &lp[MAX..MAX + N];
-        let lagged = |t: usize| &lp[MAX - t..MAX - t + N];
         let t0 = (period / 2).min(MAX - 1);
         let prev = self.last_period / 2;
+        // `x · (the window t earlier)` for several `t` at once.
+        let dots = |lags: &[usize], out: &mut [f32]| {
+            let mut offsets = [0usize; 2 * 14];
+            for (o, &t) in offsets.iter_mut().zip(lags) {
+                *o = MAX - t;
+            }
+            dot4_batch(kernel, x, lp, &offsets[..lags.len()], out);
+        };
 
-        let xx = dot(kernel, x, x);
+        let mut xx_xy = [0f32; 2];
+        dots(&[0, t0], &mut xx_xy);
+        let [xx, xy0] = xx_xy;
         let energy = &mut self.lagged_energy;
         energy[0] = xx;
         let mut e = xx;
@@ -164,22 +192,33 @@ impl PitchSearch {
             energy[i] = e.max(0.0);
         }
 
-        let mut best_xy = dot(kernel, x, lagged(t0));
-        let mut best_yy = energy[t0];
-        let g0 = gain(best_xy, xx, best_yy);
-        let (mut t, mut g) = (t0, g0);
+        // The candidates T0/k (k = 2..=15 while at least MIN), each with a second lag that
+        // must correlate too: T0 + T0/2 for k = 2, else a multiple of T0/k. All their
+        // correlations at once.
+        let (mut lags, mut ks) = ([0usize; 2 * 14], 0);
         for k in 2..=15usize {
             let t1 = (2 * t0 + k) / (2 * k);
             if t1 < MIN {
                 break;
             }
-            // A second lag that must correlate too: T0 + T1 for k = 2, else a multiple of T0/k.
             let t1b = match k {
                 2 if t1 + t0 > MAX => t0,
                 2 => t0 + t1,
                 _ => (2 * SECOND_CHECK[k] * t0 + k) / (2 * k),
             };
-            let xy = (dot(kernel, x, lagged(t1)) + dot(kernel, x, lagged(t1b))) / 2.0;
+            (lags[2 * ks], lags[2 * ks + 1]) = (t1, t1b);
+            ks += 1;
+        }
+        let mut corr = [0f32; 2 * 14];
+        dots(&lags[..2 * ks], &mut corr[..2 * ks]);
+
+        let mut best_xy = xy0;
+        let mut best_yy = energy[t0];
+        let g0 = gain(best_xy, xx, best_yy);
+        let (mut t, mut g) = (t0, g0);
+        for c in 0..ks {
+            let (k, t1, t1b) = (c + 2, lags[2 * c], lags[2 * c + 1]);
+            let xy = (corr[2 * c] + corr[2 * c + 1]) / 2.0;
             let yy = (energy[t1] + energy[t1b]) / 2.0;
             let g1 = gain(xy, xx, yy);
             let cont = match t1.abs_diff(prev) {
@@ -197,7 +236,8 @@ impl PitchSearch {
 
         let best_xy = best_xy.max(0.0);
         let pg = if best_yy <= best_xy { 1.0 } else { best_xy / (best_yy + 1.0) };
-        let c = [t - 1, t, t + 1].map(|lag| dot(kernel, x, lagged(lag)));
+        let mut c = [0f32; 3];
+        dots(&[t - 1, t, t + 1], &mut c);
         let offset: isize = if c[2] - c[0] > 0.7 * (c[1] - c[0]) {
             1
         } else if c[0] - c[2] > 0.7 * (c[1] - c[2]) {
@@ -217,10 +257,10 @@ fn gain(xy: f32, xx: f32, yy: f32) -> f32 {
 }
 
 /// The two lags with the largest `corr² / energy` among positive correlations, `energy` the
-/// energy of `y[lag .. lag + len]` (at least 1).
-fn best_two(kernel: Kernel, corr: &[f32], y: &[f32], len: usize) -> (usize, usize) {
+/// energy of `y[lag .. lag + len]` plus 1 (a running sum, updated as RNNoise does, floored at 1).
+fn best_two(corr: &[f32], y: &[f32], len: usize) -> (usize, usize) {
     let (mut best, mut second) = ((-1f32, 0f32, 0usize), (-1f32, 0f32, 1usize)); // (num, den, lag)
-    let mut energy = 1.0 + dot(kernel, &y[..len], &y[..len]);
+    let mut energy = y[..len].iter().fold(1f32, |acc, v| acc + v * v);
     for (i, &c) in corr.iter().enumerate() {
         if c > 0.0 {
             let num = c * c;
@@ -234,7 +274,7 @@ fn best_two(kernel: Kernel, corr: &[f32], y: &[f32], len: usize) -> (usize, usiz
                 }
             }
         }
-        energy = (energy + y[i + len] * y[i + len] - y[i] * y[i]).max(1.0);
+        energy = (energy + (y[i + len] * y[i + len] - y[i] * y[i])).max(1.0);
     }
     (best.2, second.2)
 }

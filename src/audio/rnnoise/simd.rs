@@ -35,49 +35,73 @@ impl Kernel {
     }
 }
 
-/// `Σ a[k]·b[k]` over the common length.
+/// `out[i] = Σ_{k < x.len()} x[k]·y[i + k]` for every `i < out.len()`, each sum accumulated
+/// strictly in order of `k` from 0 with a separate multiply and add per term — the same
+/// roundings as a plain scalar loop, so the result is the same on every kernel (and the same as
+/// RNNoise's). The AVX2 kernel puts 8 lags in the lanes of a register and up to 8 registers in
+/// flight, so it is fast although each lane is a sequential sum.
+///
+/// # Panics
+/// If `y` is shorter than `x.len() + pad8(out.len()) − 1`, `pad8` rounding up to whole lanes
+/// (the last register reads lags past `out.len()`, discarded).
 #[inline]
-pub(super) fn dot(kernel: Kernel, a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
+pub(super) fn xcorr_seq(kernel: Kernel, x: &[f32], y: &[f32], out: &mut [f32]) {
+    if out.is_empty() || x.is_empty() {
+        out.fill(0.0);
+        return;
+    }
+    assert!(y.len() + 1 >= x.len() + out.len().div_ceil(LANES) * LANES, "xcorr_seq: y too short");
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Avx2Fma` is only chosen when the CPU has AVX2 and FMA; both slices are `n` long.
-        Kernel::Avx2Fma => unsafe { avx2::dot(a, b) },
+        // SAFETY: AVX2 and FMA present (see `Kernel::detect`); the length was checked above.
+        Kernel::Avx2Fma => unsafe { avx2::xcorr_seq(x, y, out) },
         _ => {
-            let mut acc = [0f32; LANES];
-            let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-            let (at, bt) = (ac.remainder(), bc.remainder());
-            for (x, y) in ac.zip(bc) {
-                for l in 0..LANES {
-                    acc[l] += x[l] * y[l];
-                }
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = x.iter().zip(&y[i..]).fold(0.0, |acc, (a, b)| acc + a * b);
             }
-            acc.iter().sum::<f32>() + at.iter().zip(bt).map(|(x, y)| x * y).sum::<f32>()
         }
     }
 }
 
-/// `out[i] = Σ_{k < x.len()} x[k]·y[i + k]` for every `i < out.len()`.
+/// `out[q] = x · y[offsets[q] ..][.. x.len()]`, each dot product summed RNNoise's way: four
+/// running sums over `k ≡ 0, 1, 2, 3 (mod 4)`, added as `((s0 + s1) + s2) + s3`, then the
+/// remaining `x.len() % 4` terms in order; separate multiplies and adds. Same results on every
+/// kernel. The AVX2 kernel runs four products at once (one SSE register each), so their
+/// addition chains overlap.
 ///
 /// # Panics
-/// If `y` is shorter than `x.len() + out.len() − 1`.
+/// If `out` and `offsets` differ in length or a window runs past `y`.
 #[inline]
-pub(super) fn xcorr(kernel: Kernel, x: &[f32], y: &[f32], out: &mut [f32]) {
-    if out.is_empty() {
-        return;
-    }
-    assert!(y.len() + 1 >= x.len() + out.len(), "xcorr: y too short");
+pub(super) fn dot4_batch(kernel: Kernel, x: &[f32], y: &[f32], offsets: &[usize], out: &mut [f32]) {
+    assert_eq!(offsets.len(), out.len(), "dot4_batch: one output per offset");
+    assert!(offsets.iter().all(|&o| o + x.len() <= y.len()), "dot4_batch: window past y");
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2 and FMA present (see `Kernel::detect`); the length was checked above.
-        Kernel::Avx2Fma => unsafe { avx2::xcorr(x, y, out) },
+        // SAFETY: AVX2 and FMA present (see `Kernel::detect`); the windows were checked above.
+        Kernel::Avx2Fma => unsafe { avx2::dot4_batch(x, y, offsets, out) },
         _ => {
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = dot(kernel, x, &y[i..]);
+            for (o, &off) in out.iter_mut().zip(offsets) {
+                *o = dot4_portable(x, &y[off..off + x.len()]);
             }
         }
     }
+}
+
+/// One [`dot4_batch`] product in plain Rust.
+fn dot4_portable(x: &[f32], y: &[f32]) -> f32 {
+    let mut s = [0f32; 4];
+    let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
+    let (xt, yt) = (xc.remainder(), yc.remainder());
+    for (a, b) in xc.zip(yc) {
+        for l in 0..4 {
+            s[l] += a[l] * b[l];
+        }
+    }
+    let mut sum = s[0] + s[1] + s[2] + s[3];
+    for (a, b) in xt.iter().zip(yt) {
+        sum += a * b;
+    }
+    sum
 }
 
 /// `out[j] += Σ_{k < x.len()} w[k·stride + j]·x[k]` for every `j < out.len()`.
@@ -112,57 +136,31 @@ mod avx2 {
 
     use super::LANES;
 
-    /// # Safety
-    /// The CPU has AVX2 and FMA; `a` and `b` have the same length.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len();
-        let (ap, bp) = (a.as_ptr(), b.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut k = 0;
-        while k + 4 * LANES <= n {
-            for (r, a) in acc.iter_mut().enumerate() {
-                let off = k + r * LANES;
-                *a = _mm256_fmadd_ps(_mm256_loadu_ps(ap.add(off)), _mm256_loadu_ps(bp.add(off)), *a);
-            }
-            k += 4 * LANES;
-        }
-        while k + LANES <= n {
-            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(ap.add(k)), _mm256_loadu_ps(bp.add(k)), acc[0]);
-            k += LANES;
-        }
-        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let mut sum = hsum(s);
-        while k < n {
-            sum += *ap.add(k) * *bp.add(k);
-            k += 1;
-        }
-        sum
-    }
-
-    /// Lags in blocks of 32 (four registers of 8 lags, one broadcast of `x[k]` per 4 FMAs), then
-    /// blocks of 8, then the last lags one dot product each.
+    /// Lags in registers of 8, eight registers per pass over `x`, then the rest in one pass.
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA; `y.len() + 1 >= x.len() + out.len()`.
+    /// The CPU has AVX2; `y.len() + 1 >= x.len() + pad8(out.len())`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn xcorr(x: &[f32], y: &[f32], out: &mut [f32]) {
+    pub(super) unsafe fn xcorr_seq(x: &[f32], y: &[f32], out: &mut [f32]) {
         let mut i = 0;
-        while i + 4 * LANES <= out.len() {
-            lag_block::<4>(x, y, i, out);
-            i += 4 * LANES;
+        while i + 8 * LANES <= out.len() {
+            lag_block::<8>(x, y, i, out);
+            i += 8 * LANES;
         }
-        while i + LANES <= out.len() {
-            lag_block::<1>(x, y, i, out);
-            i += LANES;
-        }
-        while i < out.len() {
-            out[i] = dot(x, &y[i..i + x.len()]);
-            i += 1;
+        match (out.len() - i).div_ceil(LANES) {
+            0 => {}
+            1 => lag_block::<1>(x, y, i, out),
+            2 => lag_block::<2>(x, y, i, out),
+            3 => lag_block::<3>(x, y, i, out),
+            4 => lag_block::<4>(x, y, i, out),
+            5 => lag_block::<5>(x, y, i, out),
+            6 => lag_block::<6>(x, y, i, out),
+            _ => lag_block::<7>(x, y, i, out),
         }
     }
 
-    /// `out[i0 .. i0 + 8·B]`.
+    /// Lags `i0 .. i0 + 8·B` (those below `out.len()` stored). Multiply, then add: each lane
+    /// rounds exactly as the scalar sum does.
     #[inline(always)]
     unsafe fn lag_block<const B: usize>(x: &[f32], y: &[f32], i0: usize, out: &mut [f32]) {
         let yp = y.as_ptr().add(i0);
@@ -170,11 +168,55 @@ mod avx2 {
         for (k, &xk) in x.iter().enumerate() {
             let xv = _mm256_set1_ps(xk);
             for (b, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_fmadd_ps(xv, _mm256_loadu_ps(yp.add(k + b * LANES)), *a);
+                *a = _mm256_add_ps(*a, _mm256_mul_ps(xv, _mm256_loadu_ps(yp.add(k + b * LANES))));
             }
         }
+        let mut lanes = [0f32; LANES];
         for (b, a) in acc.iter().enumerate() {
-            _mm256_storeu_ps(out.as_mut_ptr().add(i0 + b * LANES), *a);
+            let at = i0 + b * LANES;
+            if at + LANES <= out.len() {
+                _mm256_storeu_ps(out.as_mut_ptr().add(at), *a);
+            } else {
+                _mm256_storeu_ps(lanes.as_mut_ptr(), *a);
+                let n = out.len() - at;
+                out[at..].copy_from_slice(&lanes[..n]);
+            }
+        }
+    }
+
+    /// Four products at a time, one SSE register of four running sums each.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; every window `offsets[q] .. offsets[q] + x.len()` lies in `y`;
+    /// `out.len() == offsets.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot4_batch(x: &[f32], y: &[f32], offsets: &[usize], out: &mut [f32]) {
+        const N: usize = 4;
+        for (offs, outs) in offsets.chunks(N).zip(out.chunks_mut(N)) {
+            // A short last group repeats its last window (computed, not stored).
+            let mut ptrs = [y.as_ptr(); N];
+            for (q, p) in ptrs.iter_mut().enumerate() {
+                *p = y.as_ptr().add(offs[q.min(offs.len() - 1)]);
+            }
+            let n = x.len();
+            let mut acc = [_mm_setzero_ps(); N];
+            let mut k = 0;
+            while k + 4 <= n {
+                let xv = _mm_loadu_ps(x.as_ptr().add(k));
+                for (a, p) in acc.iter_mut().zip(&ptrs) {
+                    *a = _mm_add_ps(*a, _mm_mul_ps(xv, _mm_loadu_ps(p.add(k))));
+                }
+                k += 4;
+            }
+            for (q, o) in outs.iter_mut().enumerate() {
+                let mut s = [0f32; 4];
+                _mm_storeu_ps(s.as_mut_ptr(), acc[q]);
+                let mut sum = s[0] + s[1] + s[2] + s[3];
+                for j in k..n {
+                    sum += x[j] * *ptrs[q].add(j);
+                }
+                *o = sum;
+            }
         }
     }
 
@@ -219,15 +261,6 @@ mod avx2 {
             _mm256_storeu_ps(op.add(b * LANES), *a);
         }
     }
-
-    /// Sum of the 8 lanes.
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
 }
 
 #[cfg(test)]
@@ -261,28 +294,46 @@ mod tests {
         (f64::from(got) - want).abs() < 1e-5 * (n as f64).sqrt().max(1.0)
     }
 
+    /// Same bits on every kernel as a plain in-order loop, and close to f64.
     #[test]
-    fn dot_matches_f64_over_lengths() {
-        for n in [0, 1, 7, 8, 9, 31, 32, 33, 100, 480, 860] {
-            let (a, b) = (values(n, 3), values(n, 5));
+    fn xcorr_seq_is_the_in_order_sum() {
+        for (n, lags) in [(240usize, 147usize), (860, 5), (8, 1), (17, 8), (33, 64), (100, 71), (5, 70)] {
+            let x = values(n, 7);
+            let y = values(n + lags.div_ceil(LANES) * LANES - 1, 9);
             for kernel in kernels() {
-                let got = dot(kernel, &a, &b);
-                assert!(close(got, dot64(&a, &b), n), "{kernel:?} n={n}: {got} vs {}", dot64(&a, &b));
+                let mut out = vec![f32::NAN; lags];
+                xcorr_seq(kernel, &x, &y, &mut out);
+                for (i, &o) in out.iter().enumerate() {
+                    let mut want = 0f32;
+                    for k in 0..n {
+                        want += x[k] * y[i + k];
+                    }
+                    assert_eq!(o.to_bits(), want.to_bits(), "{kernel:?} n={n} lag {i}");
+                    assert!(close(o, dot64(&x, &y[i..i + n]), n));
+                }
             }
         }
     }
 
+    /// Same bits on every kernel, over lengths with and without a tail and batch sizes that do
+    /// and do not fill a group; close to f64.
     #[test]
-    fn xcorr_matches_f64_over_shapes() {
-        for (n, lags) in [(240, 147), (8, 1), (17, 8), (33, 32), (100, 41), (5, 70)] {
-            let x = values(n, 7);
-            let y = values(n + lags - 1, 9);
-            for kernel in kernels() {
-                let mut out = vec![f32::NAN; lags];
-                xcorr(kernel, &x, &y, &mut out);
-                for (i, &o) in out.iter().enumerate() {
-                    let want = dot64(&x, &y[i..i + n]);
-                    assert!(close(o, want, n), "{kernel:?} n={n} lag {i}: {o} vs {want}");
+    fn dot4_batch_is_the_four_lane_sum() {
+        for n in [0, 3, 4, 9, 240, 480, 483] {
+            let x = values(n, 3);
+            let y = values(n + 40, 5);
+            for count in [1, 3, 4, 5, 10] {
+                let offsets: Vec<usize> = (0..count).map(|q| (q * 7) % 40).collect();
+                let mut want = vec![0f32; count];
+                dot4_batch(Kernel::Portable, &x, &y, &offsets, &mut want);
+                for kernel in kernels() {
+                    let mut got = vec![f32::NAN; count];
+                    dot4_batch(kernel, &x, &y, &offsets, &mut got);
+                    for q in 0..count {
+                        assert_eq!(got[q].to_bits(), want[q].to_bits(), "{kernel:?} n={n} #{q}");
+                        let off = offsets[q];
+                        assert!(close(got[q], dot64(&x, &y[off..off + n]), n));
+                    }
                 }
             }
         }
