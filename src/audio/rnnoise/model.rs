@@ -16,11 +16,12 @@
 //! ```
 //!
 //! # Packing
-//! Weights are stored as f32 already divided by 256 (a power of two: the products and sums are
-//! the file's integers scaled exactly, as `nnnoiseless` computes them before its final scale),
-//! input-major with each gate's outputs padded to a multiple of 8 lanes, so every layer is one
-//! or two [`gemv_acc`] calls. About 87 k multiply-adds per frame; 350 KB of f32 weights, shared
-//! by every call in the process.
+//! Weights stay bytes (87 KB, shared by every call in the process: the f32 weights would be
+//! 350 KB, and streaming them from L2 took longer than the arithmetic), input-major with each
+//! gate's outputs padded to a multiple of 8 lanes, so every layer is one or two [`gemv_acc`]
+//! calls (about 87 k multiply-adds per frame), which widens them to f32 as it loads them. Sums
+//! start from the integer bias and are scaled by 1/256 just before the activation, as
+//! `nnnoiseless` does.
 //!
 //! The activations are RNNoise's own approximations (a 201-entry tanh table with a first-order
 //! correction), reproduced exactly: the network is trained with them.
@@ -61,8 +62,8 @@ impl Activation {
         }
     }
 
-    /// [`apply`](Self::apply) to every value, eight at a time on AVX2 (same operations in the
-    /// same order: the same results).
+    /// [`apply`](Self::apply) to every value scaled by [`WEIGHT_SCALE`] (a power of two: exact),
+    /// eight at a time on AVX2 (same operations in the same order: the same results).
     #[inline]
     fn apply_all(self, kernel: Kernel, v: &mut [f32]) {
         let mut done = 0;
@@ -74,7 +75,7 @@ impl Activation {
         #[cfg(not(target_arch = "x86_64"))]
         let _ = kernel;
         for x in &mut v[done..] {
-            *x = self.apply(*x);
+            *x = self.apply(*x * WEIGHT_SCALE);
         }
     }
 }
@@ -89,9 +90,9 @@ struct Dense {
     inputs: usize,
     outputs: usize,
     activation: Activation,
-    /// `[inputs][pad(outputs)]`, scaled.
-    w: Box<[f32]>,
-    /// `[pad(outputs)]`, scaled.
+    /// `[inputs][pad(outputs)]`, the file's bytes.
+    w: Box<[i8]>,
+    /// `[pad(outputs)]`, the file's bytes as f32.
     bias: Box<[f32]>,
 }
 
@@ -102,11 +103,11 @@ struct Gru {
     inputs: usize,
     neurons: usize,
     activation: Activation,
-    /// `[inputs][3 · pad(neurons)]`, gates z, r, h, scaled.
-    w_in: Box<[f32]>,
-    /// `[neurons][3 · pad(neurons)]`, scaled.
-    w_rec: Box<[f32]>,
-    /// `[3 · pad(neurons)]`, scaled.
+    /// `[inputs][3 · pad(neurons)]`, gates z, r, h, the file's bytes.
+    w_in: Box<[i8]>,
+    /// `[neurons][3 · pad(neurons)]`.
+    w_rec: Box<[i8]>,
+    /// `[3 · pad(neurons)]`, as f32.
     bias: Box<[f32]>,
 }
 
@@ -158,20 +159,20 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// `rows × cols` bytes, row-major, into `[rows][stride]` f32 at column `offset`, scaled.
-    fn matrix(
+    /// `rows × cols` bytes, row-major, into `[rows][stride]` at column `offset`.
+    fn matrix<T: From<i8>>(
         &mut self,
         layer: &'static str,
         rows: usize,
         cols: usize,
-        dst: &mut [f32],
+        dst: &mut [T],
         stride: usize,
         offset: usize,
     ) -> Result<(), ModelError> {
         let src = self.take(rows * cols, layer)?;
         for (r, row) in src.chunks_exact(cols).enumerate() {
             for (d, &b) in dst[r * stride + offset..].iter_mut().zip(row) {
-                *d = f32::from(b as i8) * WEIGHT_SCALE;
+                *d = T::from(b as i8);
             }
         }
         Ok(())
@@ -180,8 +181,8 @@ impl<'a> Reader<'a> {
     fn dense(&mut self, layer: &'static str) -> Result<Dense, ModelError> {
         let (inputs, outputs, activation) = self.header(layer)?;
         let (wide, mut w, mut bias) = (pad(outputs), Vec::new(), Vec::new());
-        w.resize(inputs * wide, 0.0);
-        bias.resize(wide, 0.0);
+        w.resize(inputs * wide, 0i8);
+        bias.resize(wide, 0f32);
         self.matrix(layer, inputs, outputs, &mut w, wide, 0)?;
         self.matrix(layer, 1, outputs, &mut bias, wide, 0)?;
         Ok(Dense { inputs, outputs, activation, w: w.into(), bias: bias.into() })
@@ -191,9 +192,9 @@ impl<'a> Reader<'a> {
         let (inputs, neurons, activation) = self.header(layer)?;
         let wide = pad(neurons);
         let (mut w_in, mut w_rec, mut bias) = (Vec::new(), Vec::new(), Vec::new());
-        w_in.resize(inputs * 3 * wide, 0.0);
-        w_rec.resize(neurons * 3 * wide, 0.0);
-        bias.resize(3 * wide, 0.0);
+        w_in.resize(inputs * 3 * wide, 0i8);
+        w_rec.resize(neurons * 3 * wide, 0i8);
+        bias.resize(3 * wide, 0f32);
         // The file's rows are 3·neurons wide (gates back to back); ours put each gate at a
         // multiple of `wide`. Read a file row of 3 gates, scatter per gate.
         for (dst, rows) in [(&mut w_in, inputs), (&mut w_rec, neurons)] {
@@ -202,7 +203,7 @@ impl<'a> Reader<'a> {
                 for (g, gate) in row.chunks_exact(neurons).enumerate() {
                     let at = r * 3 * wide + g * wide;
                     for (d, &b) in dst[at..at + neurons].iter_mut().zip(gate) {
-                        *d = f32::from(b as i8) * WEIGHT_SCALE;
+                        *d = b as i8;
                     }
                 }
             }
@@ -412,9 +413,9 @@ fn sigmoid(x: f32) -> f32 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Activation, TANH_TABLE};
+    use super::{Activation, TANH_TABLE, WEIGHT_SCALE};
 
-    /// Applies `act` to the leading multiple of 8 of `v`; returns how many values it did.
+    /// Applies `act` to the leading multiple of 8 of `v`, scaled; returns how many it did.
     ///
     /// # Safety
     /// The CPU has AVX2.
@@ -423,7 +424,7 @@ mod avx2 {
         let mut chunks = v.chunks_exact_mut(8);
         let mut done = 0;
         for c in &mut chunks {
-            let x = _mm256_loadu_ps(c.as_ptr());
+            let x = _mm256_mul_ps(_mm256_loadu_ps(c.as_ptr()), _mm256_set1_ps(WEIGHT_SCALE));
             let y = match act {
                 Activation::Tanh => tansig(x),
                 Activation::Sigmoid => {
@@ -459,16 +460,18 @@ mod avx2 {
 mod tests {
     use super::*;
 
-    /// The vector activations give exactly the scalar ones, across the table, at its ends and
-    /// beyond (saturation), for both signs.
+    /// The vector activations give exactly the scalar ones (on the scaled sums), across the
+    /// table, at its ends and beyond (saturation), for both signs.
     #[test]
     fn vector_activations_equal_scalar() {
-        let xs: Vec<f32> = (-2200..2200).map(|k| k as f32 * 0.0047).chain([8.0, -8.0, 7.99, 1e6, -1e6]).collect();
+        // Pre-scale values (×256) across the table, its ends and beyond.
+        let xs: Vec<f32> =
+            (-2200..2200).map(|k| k as f32 * 1.2).chain([2048.0, -2048.0, 2045.4, 1e8, -1e8]).collect();
         for act in [Activation::Tanh, Activation::Sigmoid, Activation::Relu] {
             let mut v = xs.clone();
             act.apply_all(Kernel::detect(), &mut v);
             for (x, got) in xs.iter().zip(&v) {
-                assert_eq!(*got, act.apply(*x), "{act:?}({x})");
+                assert_eq!(*got, act.apply(*x * WEIGHT_SCALE), "{act:?}({x})");
             }
         }
     }

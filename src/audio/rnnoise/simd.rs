@@ -4,10 +4,10 @@
 //! - [`dot`]: `Σ a[k]·b[k]` — the pitch search's refinement and period-doubling checks and the
 //!   LPC autocorrelation;
 //! - [`xcorr`]: `out[i] = Σ_k x[k]·y[i + k]` — the coarse pitch search over 147 lags;
-//! - [`gemv_acc`]: `out[j] += Σ_k w[k·stride + j]·x[k]` — every dense and GRU layer. The model's
-//!   weights are input-major (one column of outputs per input), so the AVX2 kernel keeps a
-//!   block of up to 64 outputs in registers and streams the inputs, one broadcast and one
-//!   fused multiply-add per 8 outputs.
+//! - [`gemv_acc`]: `out[j] += Σ_k w[k·stride + j]·x[k]`, `w` bytes — every dense and GRU layer.
+//!   The model's weights are input-major (one column of outputs per input), so the AVX2 kernel
+//!   keeps a block of up to 64 outputs in registers and streams the inputs: per 8 outputs, one
+//!   load widening 8 bytes to f32 and one fused multiply-add.
 //!
 //! The portable kernels sum in a different order and round each multiply separately, so the two
 //! differ in the last bits; the tests bound both against an f64 reference.
@@ -109,7 +109,7 @@ fn dot4_portable(x: &[f32], y: &[f32]) -> f32 {
 /// # Panics
 /// If `out.len()` is not a multiple of [`LANES`] or a column runs past `w`.
 #[inline]
-pub(super) fn gemv_acc(kernel: Kernel, w: &[f32], stride: usize, x: &[f32], out: &mut [f32]) {
+pub(super) fn gemv_acc(kernel: Kernel, w: &[i8], stride: usize, x: &[f32], out: &mut [f32]) {
     assert!(out.len() % LANES == 0, "gemv_acc: {} outputs is not whole lanes", out.len());
     if x.is_empty() || out.is_empty() {
         return;
@@ -123,7 +123,7 @@ pub(super) fn gemv_acc(kernel: Kernel, w: &[f32], stride: usize, x: &[f32], out:
             for (k, &xk) in x.iter().enumerate() {
                 let col = &w[k * stride..k * stride + out.len()];
                 for (o, &wj) in out.iter_mut().zip(col) {
-                    *o += wj * xk;
+                    *o += f32::from(wj) * xk;
                 }
             }
         }
@@ -226,7 +226,7 @@ mod avx2 {
     /// # Safety
     /// The CPU has AVX2 and FMA; `out.len() % 8 == 0`; `(x.len() − 1)·stride + out.len() <= w.len()`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn gemv_acc(w: &[f32], stride: usize, x: &[f32], out: &mut [f32]) {
+    pub(super) unsafe fn gemv_acc(w: &[i8], stride: usize, x: &[f32], out: &mut [f32]) {
         let mut j = 0;
         while j + 8 * LANES <= out.len() {
             out_block::<8>(w, stride, x, out, j);
@@ -243,7 +243,7 @@ mod avx2 {
     }
 
     #[inline(always)]
-    unsafe fn out_block<const B: usize>(w: &[f32], stride: usize, x: &[f32], out: &mut [f32], j0: usize) {
+    unsafe fn out_block<const B: usize>(w: &[i8], stride: usize, x: &[f32], out: &mut [f32], j0: usize) {
         let op = out.as_mut_ptr().add(j0);
         let mut acc = [_mm256_setzero_ps(); B];
         for (b, a) in acc.iter_mut().enumerate() {
@@ -253,7 +253,9 @@ mod avx2 {
         for &xk in x {
             let xv = _mm256_set1_ps(xk);
             for (b, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_fmadd_ps(_mm256_loadu_ps(wp.add(b * LANES)), xv, *a);
+                let bytes = _mm_loadl_epi64(wp.add(b * LANES).cast());
+                let wv = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
+                *a = _mm256_fmadd_ps(wv, xv, *a);
             }
             wp = wp.add(stride);
         }
@@ -342,7 +344,7 @@ mod tests {
     #[test]
     fn gemv_acc_matches_f64_over_shapes() {
         for (inputs, outs, stride) in [(42, 24, 24), (90, 144, 144), (114, 96, 288), (1, 8, 8), (24, 8, 8)] {
-            let w = values(inputs * stride, 11);
+            let w: Vec<i8> = values(inputs * stride, 11).iter().map(|v| (v * 127.0) as i8).collect();
             let x = values(inputs, 13);
             let start = values(outs, 17);
             for kernel in kernels() {
@@ -351,7 +353,7 @@ mod tests {
                 for (j, &o) in out.iter().enumerate() {
                     let want = f64::from(start[j])
                         + (0..inputs).map(|k| f64::from(w[k * stride + j]) * f64::from(x[k])).sum::<f64>();
-                    assert!(close(o, want, inputs), "{kernel:?} {inputs}x{outs} j={j}: {o} vs {want}");
+                    assert!(close(o / 128.0, want / 128.0, inputs), "{kernel:?} {inputs}x{outs} j={j}: {o} vs {want}");
                 }
             }
         }
@@ -360,6 +362,6 @@ mod tests {
     #[test]
     #[should_panic(expected = "weights too short")]
     fn gemv_acc_checks_the_weights() {
-        gemv_acc(Kernel::Portable, &[0.0; 15], 8, &[1.0, 1.0], &mut [0.0; 8]);
+        gemv_acc(Kernel::Portable, &[0; 15], 8, &[1.0, 1.0], &mut [0.0; 8]);
     }
 }
