@@ -22,8 +22,10 @@ fn main() {
     println!("cargo:rerun-if-env-changed={OVERRIDE_ENV}");
     println!("cargo:rerun-if-env-changed=CARGO_HOME");
 
-    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("rnnoise-weights.rnn");
+    let manifest_dir =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let out =
+        PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("rnnoise-weights.rnn");
 
     let source = match std::env::var_os(OVERRIDE_ENV) {
         Some(path) => {

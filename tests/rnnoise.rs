@@ -8,11 +8,18 @@
 //! than [`VAD_TOLERANCE`]. The same through [`Denoiser`] (16 kHz i16 in and out, where
 //! rounding to i16 is part of both outputs).
 //!
-//! Why the engines differ at all: the products use FMA and a different summation order (last
-//! bits), and those bits can tip the pitch search at a near-tie to a neighbouring period (or an
-//! octave), which changes that frame's pitch features and pitch filter; the recurrent state
-//! then carries a small difference for a few frames. The tolerances below are set from what
-//! was measured (see `benches/README.md`, "Native RNNoise") with margin.
+//! Why the engines differ at all: our network products use FMA and our band sums another
+//! summation order, so values differ in the last bits (≈ 1e-7 relative). The pitch search,
+//! whose integer result could flip at a near-tie, rounds exactly as nnnoiseless's (see
+//! `src/audio/rnnoise/pitch.rs`), so periods never differ. Measured over these 34 inputs
+//! (25 732 frames): output SNR ≥ 107 dB per file at 48 kHz (≥ 97 dB through the i16 path,
+//! where an occasional sample rounds the other way), VAD difference < 5e-5 on every frame.
+//!
+//! The tolerances keep a wide margin below that, for one remaining discrete step: the pitch
+//! filter's per-band switch `exp > gain` compares two computed values, so a last-bit difference
+//! can flip it in a frame where they are equal to ~1e-7 (seen once during development, on the
+//! voicemail beep: 2 frames, 56 dB for the file). Output SNR ≥ 50 dB per file; VAD within 1e-3
+//! on ≥ 99.9 % of frames and within 1e-2 on all of them.
 //!
 //! Run with `-- --nocapture` to see the table.
 
@@ -27,13 +34,15 @@ use switchboard::audio::rnnoise::Rnnoise;
 
 const FRAME: usize = Rnnoise::FRAME_SAMPLES;
 /// Whole-file output SNR, ours vs nnnoiseless, at 48 kHz (f32), at least.
-const MIN_SNR_DB: f64 = 40.0;
+const MIN_SNR_DB: f64 = 50.0;
 /// Same through the whole 16 kHz i16 path.
-const MIN_SNR_DB_I16: f64 = 40.0;
+const MIN_SNR_DB_I16: f64 = 50.0;
 /// A frame's VAD probabilities agree if within this.
-const VAD_TOLERANCE: f32 = 1e-2;
+const VAD_TOLERANCE: f32 = 1e-3;
 /// Share of frames whose VAD probabilities must agree, per file.
 const MIN_VAD_AGREEMENT: f64 = 0.999;
+/// No frame's VAD probabilities may differ by more than this.
+const VAD_MAX_DIFF: f32 = 1e-2;
 
 /// A fixture as 16-bit samples at its own rate.
 fn samples(name: &str) -> (Vec<i16>, u32) {
@@ -146,8 +155,11 @@ fn compare_denoiser(pcm16k: &[i16]) -> (f64, f64) {
     let run = |engine| {
         let mut d = Denoiser::with_engine(DenoiseMode::Noise, engine);
         let mut out = vec![0i16; pcm16k.len() / n * n];
-        let probs: Vec<f32> =
-            pcm16k.chunks_exact(n).zip(out.chunks_exact_mut(n)).map(|(i, o)| d.process(i, o).speech_prob).collect();
+        let probs: Vec<f32> = pcm16k
+            .chunks_exact(n)
+            .zip(out.chunks_exact_mut(n))
+            .map(|(i, o)| d.process(i, o).speech_prob)
+            .collect();
         (out.iter().map(|&s| f64::from(s)).collect::<Vec<_>>(), probs)
     };
     let (ref_out, ref_p) = run(RnnEngine::Nnnoiseless);
@@ -160,10 +172,18 @@ fn compare_denoiser(pcm16k: &[i16]) -> (f64, f64) {
 fn native_engine_matches_nnnoiseless_on_the_fixtures() {
     println!(
         "\n{:<38} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9}",
-        "input (48 kHz f32; 16 kHz i16)", "frames", "SNR dB", "VAD ok", "worst Δ", "portable", "i16 SNR", "VAD ok"
+        "input (48 kHz f32; 16 kHz i16)",
+        "frames",
+        "SNR dB",
+        "VAD ok",
+        "worst Δ",
+        "portable",
+        "i16 SNR",
+        "VAD ok"
     );
     let mut failures = Vec::new();
-    let (mut worst_snr, mut worst_agree, mut total_frames, mut total_ok) = (f64::INFINITY, 1f64, 0usize, 0f64);
+    let (mut worst_snr, mut worst_agree, mut total_frames, mut total_ok) =
+        (f64::INFINITY, 1f64, 0usize, 0f64);
     for (name, pcm, rate) in inputs() {
         let input = to_48k(&pcm, rate);
         let native = compare_48k(&input, &mut Rnnoise::new());
@@ -178,7 +198,7 @@ fn native_engine_matches_nnnoiseless_on_the_fixtures() {
         };
         let (i16_snr, i16_agree) = compare_denoiser(&pcm16k);
         println!(
-            "{name:<38} {:>6} | {:>9.1} {:>8.2}% {:>9.4} {:>9.1} | {:>9.1} {:>8.2}%",
+            "{name:<38} {:>6} | {:>9.1} {:>8.2}% {:>9.1e} {:>9.1} | {:>9.1} {:>8.2}%",
             native.frames,
             native.snr_db,
             100.0 * native.vad_agree,
@@ -200,9 +220,21 @@ fn native_engine_matches_nnnoiseless_on_the_fixtures() {
                 failures.push(format!("{name} ({what}): output SNR {snr:.1} dB < {min} dB"));
             }
         }
-        for (what, agree) in [("native", native.vad_agree), ("portable", portable.vad_agree)] {
-            if agree < MIN_VAD_AGREEMENT {
-                failures.push(format!("{name} ({what}): VAD within {VAD_TOLERANCE} on {:.2}% of frames", 100.0 * agree));
+        if i16_agree < MIN_VAD_AGREEMENT {
+            failures.push(format!(
+                "{name} (Denoiser): speech_prob within {VAD_TOLERANCE} on {:.2}%",
+                100.0 * i16_agree
+            ));
+        }
+        for (what, c) in [("native", &native), ("portable", &portable)] {
+            if c.vad_agree < MIN_VAD_AGREEMENT {
+                failures.push(format!(
+                    "{name} ({what}): VAD within {VAD_TOLERANCE} on {:.2}% of frames",
+                    100.0 * c.vad_agree
+                ));
+            }
+            if c.worst_vad_diff > VAD_MAX_DIFF {
+                failures.push(format!("{name} ({what}): a frame's VAD differs by {}", c.worst_vad_diff));
             }
         }
     }
@@ -212,24 +244,4 @@ fn native_engine_matches_nnnoiseless_on_the_fixtures() {
         100.0 * total_ok / total_frames as f64
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-#[test]
-#[ignore]
-fn debug_voicemail() {
-    let (pcm, rate) = samples("calls/voicemail.mulaw-8k.wav");
-    let input = to_48k(&pcm, rate);
-    let mut reference = DenoiseState::new();
-    let mut ours = Rnnoise::new();
-    let (mut a, mut b) = ([0f32; FRAME], [0f32; FRAME]);
-    for (n, i) in input.chunks_exact(FRAME).enumerate() {
-        let vr = reference.process_frame(&mut a, i);
-        let vo = ours.process_frame(&mut b, i);
-        let e: f32 = a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum();
-        let s: f32 = a.iter().map(|x| x * x).sum();
-        let lvl: f32 = i.iter().map(|x| x * x).sum::<f32>() / FRAME as f32;
-        if (vr - vo).abs() > 1e-3 || e > 1e-6 * s {
-            println!("{n:5} vad {vr:.4} {vo:.4} err/sig {:.2e} in rms {:.1}", e / s.max(1e-9), lvl.sqrt());
-        }
-    }
 }

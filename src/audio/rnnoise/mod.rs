@@ -22,7 +22,7 @@
 //!
 //! # Cost
 //! The FFTs are `realfft`'s (the same planner `nnnoiseless` uses through `easyfft`, so the same
-//! algorithm and the same results), planned in [`Rnnoise::new`] with their scratch. The band
+//! algorithm and the same results), planned once per process; each stream owns its scratch. The band
 //! sums use precomputed interpolation weights instead of a division per bin. The GRUs, the
 //! pitch correlations and the LPC autocorrelation go through [`simd`]. Everything a frame needs
 //! is a fixed-size field or the process-wide model: [`Rnnoise::process_frame`] never allocates.
@@ -77,10 +77,18 @@ struct Tables {
     dct: [[f32; NB_BANDS]; NB_BANDS],
     /// For each bin below [`BAND_BINS`], its lower band.
     bin_band: [u8; BAND_BINS],
+    /// [`bin_frac_lo`](Self::bin_frac_lo) and [`bin_frac`](Self::bin_frac) repeated for the real
+    /// and imaginary part of each bin, for [`band_corr`](Self::band_corr) on the flat spectrum.
+    flat_lo: [f32; 2 * BAND_BINS],
+    flat_hi: [f32; 2 * BAND_BINS],
     /// Each bin's weight in its upper band (`j / band width`); the lower band gets `1 − weight`.
     bin_frac: [f32; BAND_BINS],
     /// `1 − bin_frac`, as RNNoise rounds it.
     bin_frac_lo: [f32; BAND_BINS],
+    /// The real FFT of a window and its inverse, planned once (plans are immutable and shared;
+    /// each stream has its own scratch).
+    fft: Arc<dyn RealToComplex<f32>>,
+    ifft: Arc<dyn ComplexToReal<f32>>,
 }
 
 impl Tables {
@@ -107,37 +115,46 @@ impl Tables {
                 }
             }
         }
-        let (mut bin_band, mut bin_frac, mut bin_frac_lo) = ([0u8; BAND_BINS], [0f32; BAND_BINS], [0f32; BAND_BINS]);
+        let (mut bin_band, mut bin_frac, mut bin_frac_lo) =
+            ([0u8; BAND_BINS], [0f32; BAND_BINS], [0f32; BAND_BINS]);
         for band in 0..NB_BANDS - 1 {
             let (start, width) = (BAND_EDGES[band] * 4, (BAND_EDGES[band + 1] - BAND_EDGES[band]) * 4);
             for j in 0..width {
                 let frac = j as f32 / width as f32;
-                (bin_band[start + j], bin_frac[start + j], bin_frac_lo[start + j]) = (band as u8, frac, 1.0 - frac);
+                (bin_band[start + j], bin_frac[start + j], bin_frac_lo[start + j]) =
+                    (band as u8, frac, 1.0 - frac);
             }
         }
-        Tables { window, norm, dct, bin_band, bin_frac, bin_frac_lo }
+        let (mut flat_lo, mut flat_hi) = ([0f32; 2 * BAND_BINS], [0f32; 2 * BAND_BINS]);
+        for i in 0..2 * BAND_BINS {
+            (flat_lo[i], flat_hi[i]) = (bin_frac_lo[i / 2], bin_frac[i / 2]);
+        }
+        let mut planner = RealFftPlanner::<f32>::new();
+        let (fft, ifft) = (planner.plan_fft_forward(WINDOW), planner.plan_fft_inverse(WINDOW));
+        Tables { window, norm, dct, bin_band, bin_frac, bin_frac_lo, flat_lo, flat_hi, fft, ifft }
     }
 
     /// Triangular band sums of `Re(a·conj(b))`: each bin split between its two bands; the two
     /// edge bands doubled (they have one neighbour).
     ///
-    /// Every band is a whole number of 4-bin groups, so each band's two sums run in four lanes
-    /// in registers (vectorised) rather than through memory one bin at a time; the order of the
-    /// additions differs from RNNoise's in the last bits (nothing discrete depends on them).
-    fn band_corr(&self, a: &[Complex32; FREQ], b: &[Complex32; FREQ]) -> [f32; NB_BANDS] {
+    /// On the spectra as flat `re, im, re, im, …` arrays every band is a whole number of
+    /// 8-float groups, so each band's two weighted sums are one [`simd::weighted_sums`]. The
+    /// order of the additions differs from RNNoise's in the last bits; nothing discrete depends
+    /// on them.
+    fn band_corr(&self, kernel: Kernel, a: &[Complex32; FREQ], b: &[Complex32; FREQ]) -> [f32; NB_BANDS] {
+        let (a, b) = (flat(a), flat(b));
         let mut out = [0f32; NB_BANDS];
         for band in 0..NB_BANDS - 1 {
-            let bins = BAND_EDGES[band] * 4..BAND_EDGES[band + 1] * 4;
-            let (mut lo, mut hi) = ([0f32; 4], [0f32; 4]);
-            for i in bins.step_by(4) {
-                for l in 0..4 {
-                    let corr = a[i + l].re * b[i + l].re + a[i + l].im * b[i + l].im;
-                    lo[l] += self.bin_frac_lo[i + l] * corr;
-                    hi[l] += self.bin_frac[i + l] * corr;
-                }
-            }
-            out[band] += (lo[0] + lo[1]) + (lo[2] + lo[3]);
-            out[band + 1] += (hi[0] + hi[1]) + (hi[2] + hi[3]);
+            let r = BAND_EDGES[band] * 8..BAND_EDGES[band + 1] * 8;
+            let (lo, hi) = simd::weighted_sums(
+                kernel,
+                &a[r.clone()],
+                &b[r.clone()],
+                &self.flat_lo[r.clone()],
+                &self.flat_hi[r],
+            );
+            out[band] += lo;
+            out[band + 1] += hi;
         }
         out[0] *= 2.0;
         out[NB_BANDS - 1] *= 2.0;
@@ -163,14 +180,20 @@ impl Tables {
     }
 }
 
+/// The first [`BAND_BINS`] bins of a spectrum as `re, im, re, im, …`.
+fn flat(spectrum: &[Complex32; FREQ]) -> &[f32] {
+    // SAFETY: `Complex<f32>` is `#[repr(C)] { re: f32, im: f32 }`: FREQ of them are 2·FREQ f32
+    // in that order, with the same alignment; the borrow keeps them alive and unaliased.
+    let floats = unsafe { std::slice::from_raw_parts(spectrum.as_ptr().cast::<f32>(), 2 * FREQ) };
+    &floats[..2 * BAND_BINS]
+}
+
 /// One stream's RNNoise state: ~22 KB, every buffer a frame needs included.
 pub struct Rnnoise {
     model: &'static Model,
     tables: &'static Tables,
     /// Which product kernels run (AVX2+FMA or portable), from the CPU.
     kernel: Kernel,
-    fft: Arc<dyn RealToComplex<f32>>,
-    ifft: Arc<dyn ComplexToReal<f32>>,
     /// Scratch for both transforms.
     fft_scratch: Box<[Complex32]>,
     /// High-passed input, the last [`pitch::BUF`] samples (the pitch search's history; the
@@ -210,8 +233,8 @@ impl Rnnoise {
     /// Samples per frame, in and out.
     pub const FRAME_SAMPLES: usize = FRAME_SAMPLES;
 
-    /// A fresh stream (boxed: the state is ~22 KB). Parses the model on the first call in the
-    /// process; plans the FFTs and allocates their scratch.
+    /// A fresh stream (boxed: the state is ~22 KB, plus the FFT scratch). The first call in the
+    /// process also parses the model, builds the tables and plans the FFTs, all shared.
     pub fn new() -> Box<Self> {
         Self::with_kernel(Kernel::detect())
     }
@@ -223,16 +246,12 @@ impl Rnnoise {
     }
 
     fn with_kernel(kernel: Kernel) -> Box<Self> {
-        let mut planner = RealFftPlanner::<f32>::new();
-        let fft = planner.plan_fft_forward(WINDOW);
-        let ifft = planner.plan_fft_inverse(WINDOW);
-        let scratch = fft.get_scratch_len().max(ifft.get_scratch_len());
+        let tables = Tables::shared();
+        let scratch = tables.fft.get_scratch_len().max(tables.ifft.get_scratch_len());
         Box::new(Self {
             model: Model::shared(),
-            tables: Tables::shared(),
+            tables,
             kernel,
-            fft,
-            ifft,
             fft_scratch: vec![Complex32::default(); scratch].into_boxed_slice(),
             history: [0.0; pitch::BUF],
             hp_mem: [0.0; 2],
@@ -287,14 +306,18 @@ impl Rnnoise {
         const A: [f64; 2] = [-1.99599f32 as f64, 0.99600f32 as f64];
         const B: [f64; 2] = [-2.0, 1.0];
         self.history.copy_within(FRAME_SAMPLES.., 0);
-        let mem = &mut self.hp_mem;
+        // The state is rounded to f32 after every sample, as RNNoise keeps it (the pitch search
+        // depends on these exact values); held in locals, so the loop's dependency chain does
+        // not go through memory.
+        let [mut m0, mut m1] = self.hp_mem;
         for (y, &x) in self.history[pitch::BUF - FRAME_SAMPLES..].iter_mut().zip(input) {
             let x = f64::from(x);
-            let out = x + f64::from(mem[0]);
-            mem[0] = (f64::from(mem[1]) + (B[0] * x - A[0] * out)) as f32;
-            mem[1] = (B[1] * x - A[1] * out) as f32;
+            let out = x + f64::from(m0);
+            m0 = (f64::from(m1) + (B[0] * x - A[0] * out)) as f32;
+            m1 = (B[1] * x - A[1] * out) as f32;
             *y = out as f32;
         }
+        self.hp_mem = [m0, m1];
     }
 
     /// The window ending `lag` samples before the newest: windowed, transformed, normalised
@@ -306,13 +329,13 @@ impl Rnnoise {
             *d = s * w;
         }
         let spectrum = if into_p { &mut self.p } else { &mut self.x };
-        self.fft
+        t.fft
             .process_with_scratch(&mut self.time, spectrum, &mut self.fft_scratch)
             .expect("the forward FFT was planned for these buffer lengths");
         for v in spectrum.iter_mut() {
             *v *= t.norm;
         }
-        t.band_corr(spectrum, spectrum)
+        t.band_corr(self.kernel, spectrum, spectrum)
     }
 
     /// Steps 2–4 of the module doc. Returns `true` for a silent frame (features zeroed).
@@ -323,7 +346,7 @@ impl Rnnoise {
         self.ex = self.transform(0, false);
         let period = self.pitch.process(self.kernel, &self.history);
         self.ep = self.transform(period, true);
-        self.exp = t.band_corr(&self.x, &self.p);
+        self.exp = t.band_corr(self.kernel, &self.x, &self.p);
         for ((c, ex), ep) in self.exp.iter_mut().zip(&self.ex).zip(&self.ep) {
             *c /= (0.001 + ex * ep).sqrt();
         }
@@ -369,7 +392,9 @@ impl Rnnoise {
         for i in 0..CEPS_MEM {
             for j in i + 1..CEPS_MEM {
                 let mut acc = [0f32; NB_BANDS / 2];
-                for (half_a, half_b) in self.ceps[i].chunks_exact(NB_BANDS / 2).zip(self.ceps[j].chunks_exact(NB_BANDS / 2)) {
+                for (half_a, half_b) in
+                    self.ceps[i].chunks_exact(NB_BANDS / 2).zip(self.ceps[j].chunks_exact(NB_BANDS / 2))
+                {
                     for ((s, u), v) in acc.iter_mut().zip(half_a).zip(half_b) {
                         *s += (u - v) * (u - v);
                     }
@@ -407,7 +432,7 @@ impl Rnnoise {
         for ((x, p), &k) in self.x[1..FREQ - 2].iter_mut().zip(&self.p[1..]).zip(&per_bin[1..]) {
             *x += *p * k;
         }
-        let new_e = t.band_corr(&self.x, &self.x);
+        let new_e = t.band_corr(self.kernel, &self.x, &self.x);
         for (i, r) in r.iter_mut().enumerate() {
             *r = (self.ex[i] / (1e-8 + new_e[i])).sqrt();
         }
@@ -422,7 +447,8 @@ impl Rnnoise {
         // The inverse real FFT requires (and ignores) zero imaginary parts at DC and Nyquist.
         self.x[0].im = 0.0;
         self.x[FREQ - 1].im = 0.0;
-        self.ifft
+        self.tables
+            .ifft
             .process_with_scratch(&mut self.x, &mut self.time, &mut self.fft_scratch)
             .expect("the inverse FFT was planned for these buffer lengths");
         for (v, &w) in self.time.iter_mut().zip(&self.tables.window) {
@@ -464,7 +490,8 @@ mod tests {
             .map(|n| {
                 let t = n as f32 / 48_000.0;
                 let noise = ((n as u32).wrapping_mul(2_654_435_761) >> 16) as f32 / 65_536.0 - 0.5;
-                6000.0 * (2.0 * std::f32::consts::PI * 180.0 * t).sin() * (t * 3.0).sin().abs() + 2000.0 * noise
+                6000.0 * (2.0 * std::f32::consts::PI * 180.0 * t).sin() * (t * 3.0).sin().abs()
+                    + 2000.0 * noise
             })
             .collect();
         let (a, va) = run(&mut Rnnoise::new(), &input);

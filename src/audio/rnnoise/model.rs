@@ -331,7 +331,8 @@ impl RnnState {
         features: &[f32; NB_FEATURES],
         gains: &mut [f32; NB_BANDS],
     ) -> f32 {
-        let (dense_n, vad_n, noise_n) = (model.input_dense.outputs, model.vad_gru.neurons, model.noise_gru.neurons);
+        let (dense_n, vad_n, noise_n) =
+            (model.input_dense.outputs, model.vad_gru.neurons, model.noise_gru.neurons);
         let mut dense = [0f32; MAX_NEURONS];
         model.input_dense.compute(kernel, features, &mut dense);
         model.vad_gru.compute(kernel, &dense, &mut self.vad);
@@ -541,7 +542,11 @@ mod tests {
                 let z = sig(gate(0, j, &s64));
                 let h = gate(2, j, &r).max(0.0);
                 let want = z * s64[j] + (1.0 - z) * h;
-                assert!((f64::from(state[j]) - want).abs() < 2e-3, "{kernel:?} neuron {j}: {} vs {want}", state[j]);
+                assert!(
+                    (f64::from(state[j]) - want).abs() < 2e-3,
+                    "{kernel:?} neuron {j}: {} vs {want}",
+                    state[j]
+                );
             }
         }
     }

@@ -110,7 +110,11 @@ impl PitchSearch {
         let taps = [a[0] + 0.8, a[1] + 0.8 * a[0], a[2] + 0.8 * a[1], a[3] + 0.8 * a[2], 0.8 * a[3]];
         let mut past = [0f32; 5];
         for v in lp[..HALF].iter_mut() {
-            let out = *v + taps[0] * past[0] + taps[1] * past[1] + taps[2] * past[2] + taps[3] * past[3]
+            let out = *v
+                + taps[0] * past[0]
+                + taps[1] * past[1]
+                + taps[2] * past[2]
+                + taps[3] * past[3]
                 + taps[4] * past[4];
             past = [*v, past[0], past[1], past[2], past[3]];
             *v = out;
@@ -127,9 +131,19 @@ impl PitchSearch {
         for (d, s) in self.y4.iter_mut().zip(y.iter().step_by(2)) {
             *d = *s;
         }
+        // The energies best_two starts from, for both searches in one loop: two independent
+        // in-order sums (from 1), so their addition chains overlap.
+        let (mut energy4, mut energy2) = (1f32, 1f32);
+        for j in 0..FRAME / 4 {
+            energy4 += self.y4[j] * self.y4[j];
+            energy2 += y[j] * y[j];
+        }
+        for v in &y[FRAME / 4..FRAME / 2] {
+            energy2 += v * v;
+        }
         let coarse = &mut self.corr[..COARSE_LAGS];
         xcorr_seq(kernel, &self.x4, &self.y4, coarse);
-        let (best, second) = best_two(coarse, &self.y4, FRAME / 4);
+        let (best, second) = best_two(coarse, &self.y4, FRAME / 4, energy4);
 
         // The fine correlations only within ±2 of the two coarse candidates (at 2×).
         let (mut lags, mut count) = ([0usize; 10], 0);
@@ -145,7 +159,7 @@ impl PitchSearch {
         for (&i, &c) in lags[..count].iter().zip(&fine) {
             self.corr[i] = c.max(-1.0);
         }
-        let (best, _) = best_two(&self.corr, y, FRAME / 2);
+        let (best, _) = best_two(&self.corr, y, FRAME / 2, energy2);
 
         let offset: isize = if best > 0 && best < FINE_LAGS - 1 {
             let (a, b, c) = (self.corr[best - 1], self.corr[best], self.corr[best + 1]);
@@ -257,10 +271,11 @@ fn gain(xy: f32, xx: f32, yy: f32) -> f32 {
 }
 
 /// The two lags with the largest `corr² / energy` among positive correlations, `energy` the
-/// energy of `y[lag .. lag + len]` plus 1 (a running sum, updated as RNNoise does, floored at 1).
-fn best_two(corr: &[f32], y: &[f32], len: usize) -> (usize, usize) {
+/// energy of `y[lag .. lag + len]` plus 1 (a running sum, updated as RNNoise does, floored at 1;
+/// `energy0` is the first, `1 + Σ y[..len]²` summed in order).
+fn best_two(corr: &[f32], y: &[f32], len: usize, energy0: f32) -> (usize, usize) {
     let (mut best, mut second) = ((-1f32, 0f32, 0usize), (-1f32, 0f32, 1usize)); // (num, den, lag)
-    let mut energy = y[..len].iter().fold(1f32, |acc, v| acc + v * v);
+    let mut energy = energy0;
     for (i, &c) in corr.iter().enumerate() {
         if c > 0.0 {
             let num = c * c;

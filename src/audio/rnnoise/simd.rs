@@ -87,6 +87,33 @@ pub(super) fn dot4_batch(kernel: Kernel, x: &[f32], y: &[f32], offsets: &[usize]
     }
 }
 
+/// `(Σ lo[k]·a[k]·b[k], Σ hi[k]·a[k]·b[k])` — one band of the band correlations: `a` and `b`
+/// are spectra as `re, im, …`, `lo` and `hi` the bins' weights in this band and the next.
+///
+/// # Panics
+/// If the four slices differ in length or it is not a multiple of [`LANES`].
+#[inline]
+pub(super) fn weighted_sums(kernel: Kernel, a: &[f32], b: &[f32], lo: &[f32], hi: &[f32]) -> (f32, f32) {
+    let n = a.len();
+    assert!(b.len() == n && lo.len() == n && hi.len() == n && n % LANES == 0, "weighted_sums: lengths");
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA present (see `Kernel::detect`); the lengths were checked above.
+        Kernel::Avx2Fma => unsafe { avx2::weighted_sums(a, b, lo, hi) },
+        _ => {
+            let (mut sl, mut sh) = ([0f32; LANES], [0f32; LANES]);
+            for k in (0..n).step_by(LANES) {
+                for l in 0..LANES {
+                    let p = a[k + l] * b[k + l];
+                    sl[l] += lo[k + l] * p;
+                    sh[l] += hi[k + l] * p;
+                }
+            }
+            (sl.iter().sum(), sh.iter().sum())
+        }
+    }
+}
+
 /// One [`dot4_batch`] product in plain Rust.
 fn dot4_portable(x: &[f32], y: &[f32]) -> f32 {
     let mut s = [0f32; 4];
@@ -218,6 +245,28 @@ mod avx2 {
                 *o = sum;
             }
         }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA; the four slices have the same length, a multiple of 8.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weighted_sums(a: &[f32], b: &[f32], lo: &[f32], hi: &[f32]) -> (f32, f32) {
+        let (mut sl, mut sh) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for k in (0..a.len()).step_by(LANES) {
+            let p = _mm256_mul_ps(_mm256_loadu_ps(a.as_ptr().add(k)), _mm256_loadu_ps(b.as_ptr().add(k)));
+            sl = _mm256_fmadd_ps(_mm256_loadu_ps(lo.as_ptr().add(k)), p, sl);
+            sh = _mm256_fmadd_ps(_mm256_loadu_ps(hi.as_ptr().add(k)), p, sh);
+        }
+        (hsum(sl), hsum(sh))
+    }
+
+    /// Sum of the 8 lanes.
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
     }
 
     /// Outputs in blocks of 64, then 32, then 8, each block's accumulators in registers across
@@ -353,7 +402,10 @@ mod tests {
                 for (j, &o) in out.iter().enumerate() {
                     let want = f64::from(start[j])
                         + (0..inputs).map(|k| f64::from(w[k * stride + j]) * f64::from(x[k])).sum::<f64>();
-                    assert!(close(o / 128.0, want / 128.0, inputs), "{kernel:?} {inputs}x{outs} j={j}: {o} vs {want}");
+                    assert!(
+                        close(o / 128.0, want / 128.0, inputs),
+                        "{kernel:?} {inputs}x{outs} j={j}: {o} vs {want}"
+                    );
                 }
             }
         }
