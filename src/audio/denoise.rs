@@ -517,7 +517,14 @@ mod tests {
                     };
                     let (at_joins, between) = (worst(true), worst(false));
                     let what = format!("{mode:?} {freq_hz} Hz @ {amplitude}: {level_db:.2} dB, residual {at_joins:.0} at joins, {between:.0} between");
-                    assert!(at_joins.max(between) < amplitude * 0.05, "{what}");
+                    // 7 %: on a pure tone RNNoise's pitch filter switches per band between
+                    // "mix in the pitch-lagged spectrum" and "leave it" where the band's
+                    // correlation and gain are both ≈ 1 (`exp > gain`), and a last-bit
+                    // difference decides the side; frames that switch stand out by a few % of
+                    // the tone. Worst measured: nnnoiseless 3.5 % (1 kHz @ 16000), native
+                    // engine 6.4 % (3 kHz @ 2000) — the two land on different sides in
+                    // different cases.
+                    assert!(at_joins.max(between) < amplitude * 0.07, "{what}");
                     assert!(at_joins <= between * 1.2 + 5.0, "{what}");
                 }
             }

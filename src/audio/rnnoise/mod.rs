@@ -163,9 +163,9 @@ impl Tables {
 
     /// Per-bin values interpolated linearly between band values; 0 above [`BAND_BINS`].
     fn interp_bands(&self, band: &[f32; NB_BANDS], out: &mut [f32; FREQ]) {
-        for i in 0..BAND_BINS {
+        for (i, o) in out[..BAND_BINS].iter_mut().enumerate() {
             let b = self.bin_band[i] as usize;
-            out[i] = self.bin_frac_lo[i] * band[b] + self.bin_frac[i] * band[b + 1];
+            *o = self.bin_frac_lo[i] * band[b] + self.bin_frac[i] * band[b + 1];
         }
         out[BAND_BINS..].fill(0.0);
     }

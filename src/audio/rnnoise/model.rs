@@ -389,11 +389,11 @@ const TANH_TABLE: [f32; 201] = {
 /// (`y + d·(1 − y²)·(1 − y·d)`, `d` the distance to it). ±1 beyond ±8 and for NaN.
 #[inline]
 fn tansig(x: f32) -> f32 {
-    // Written so that NaN fails both comparisons and saturates.
-    if !(x < 8.0) {
+    // NaN (unordered) saturates to 1, as in RNNoise.
+    if x.partial_cmp(&8.0) != Some(std::cmp::Ordering::Less) {
         return 1.0;
     }
-    if !(x > -8.0) {
+    if x <= -8.0 {
         return -1.0;
     }
     let (a, sign) = if x < 0.0 { (-x, -1.0) } else { (x, 1.0) };

@@ -134,9 +134,9 @@ impl PitchSearch {
         // The energies best_two starts from, for both searches in one loop: two independent
         // in-order sums (from 1), so their addition chains overlap.
         let (mut energy4, mut energy2) = (1f32, 1f32);
-        for j in 0..FRAME / 4 {
-            energy4 += self.y4[j] * self.y4[j];
-            energy2 += y[j] * y[j];
+        for (v4, v2) in self.y4[..FRAME / 4].iter().zip(y) {
+            energy4 += v4 * v4;
+            energy2 += v2 * v2;
         }
         for v in &y[FRAME / 4..FRAME / 2] {
             energy2 += v * v;
@@ -210,7 +210,7 @@ impl PitchSearch {
         // must correlate too: T0 + T0/2 for k = 2, else a multiple of T0/k. All their
         // correlations at once.
         let (mut lags, mut ks) = ([0usize; 2 * 14], 0);
-        for k in 2..=15usize {
+        for (k, &second_check) in SECOND_CHECK.iter().enumerate().skip(2) {
             let t1 = (2 * t0 + k) / (2 * k);
             if t1 < MIN {
                 break;
@@ -218,7 +218,7 @@ impl PitchSearch {
             let t1b = match k {
                 2 if t1 + t0 > MAX => t0,
                 2 => t0 + t1,
-                _ => (2 * SECOND_CHECK[k] * t0 + k) / (2 * k),
+                _ => (2 * second_check * t0 + k) / (2 * k),
             };
             (lags[2 * ks], lags[2 * ks + 1]) = (t1, t1b);
             ks += 1;
@@ -310,7 +310,7 @@ fn levinson(ac: &[f32; 5]) -> [f32; 4] {
         acc += ac[i + 1];
         let r = -acc / error;
         a[i] = r;
-        for j in 0..(i + 1) / 2 {
+        for j in 0..i.div_ceil(2) {
             let (lo, hi) = (a[j], a[i - 1 - j]);
             a[j] = lo + r * hi;
             a[i - 1 - j] = hi + r * lo;

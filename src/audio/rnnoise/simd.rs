@@ -239,8 +239,8 @@ mod avx2 {
                 let mut s = [0f32; 4];
                 _mm_storeu_ps(s.as_mut_ptr(), acc[q]);
                 let mut sum = s[0] + s[1] + s[2] + s[3];
-                for j in k..n {
-                    sum += x[j] * *ptrs[q].add(j);
+                for (j, &xj) in x.iter().enumerate().skip(k) {
+                    sum += xj * *ptrs[q].add(j);
                 }
                 *o = sum;
             }
