@@ -19,9 +19,10 @@
 //! `k + 320` corresponds to input sample `k` ([`Denoiser::latency_ms`]; the fixture tests find
 //! the clean speech at exactly this lag).
 //!
-//! The rubato resamplers cost ≈ 7 µs per 20 ms against ≈ 75 µs for nnnoiseless itself, so a
-//! dedicated 3× polyphase path would save at most a few percent; this reuses the tested
-//! [`StreamResampler`] instead (see `benches/README.md`, "Listening path: denoise").
+//! The rubato resamplers cost ≈ 7 µs per 20 ms against ≈ 35 µs for RNNoise itself (two frames
+//! on the native engine; ≈ 75 µs on nnnoiseless), so a dedicated 3× polyphase path would save
+//! at most ≈ 15 %; this reuses the tested [`StreamResampler`] instead (see `benches/README.md`,
+//! "Listening path: denoise").
 //!
 //! # Background-speech gate ([`DenoiseMode::NoiseAndBackgroundSpeech`])
 //! After RNNoise the remaining sound is speech, but not necessarily the caller's: a second
