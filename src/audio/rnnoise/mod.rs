@@ -188,7 +188,7 @@ fn flat(spectrum: &[Complex32; FREQ]) -> &[f32] {
     &floats[..2 * BAND_BINS]
 }
 
-/// One stream's RNNoise state: ~22 KB, every buffer a frame needs included.
+/// One stream's RNNoise state: ≈ 30 KB, every buffer a frame needs included.
 pub struct Rnnoise {
     model: &'static Model,
     tables: &'static Tables,
@@ -233,7 +233,7 @@ impl Rnnoise {
     /// Samples per frame, in and out.
     pub const FRAME_SAMPLES: usize = FRAME_SAMPLES;
 
-    /// A fresh stream (boxed: the state is ~22 KB, plus the FFT scratch). The first call in the
+    /// A fresh stream (boxed: the state is ≈ 30 KB, plus the FFT scratch). The first call in the
     /// process also parses the model, builds the tables and plans the FFTs, all shared.
     pub fn new() -> Box<Self> {
         Self::with_kernel(Kernel::detect())
@@ -502,6 +502,12 @@ mod tests {
         let sig: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum();
         assert!(10.0 * (sig / err.max(1e-30)).log10() > 40.0, "kernels differ: {err} vs {sig}");
         assert!(va.iter().zip(&vc).all(|(x, y)| (x - y).abs() < 1e-2), "{va:?} vs {vc:?}");
+    }
+
+    #[test]
+    fn state_size_is_as_documented() {
+        let size = std::mem::size_of::<Rnnoise>();
+        assert!((25_000..35_000).contains(&size), "{size} bytes");
     }
 
     #[test]
