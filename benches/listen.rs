@@ -1,6 +1,6 @@
 //! Per-20 ms-frame cost of the listening path: `Denoiser::process` in each mode, and the whole
 //! denoise → VAD path (`Listening::on_frame`), on a real caller sentence with café noise mixed in
-//! at 5 dB SNR.
+//! at 5 dB SNR; and one 10 ms 48 kHz RNNoise frame on each engine (ours, nnnoiseless).
 //!
 //! Run: `cargo bench --bench listen -- --warm-up-time 1 --measurement-time 3`.
 //! Inputs are built outside the timed closures; every iteration is one 20 ms frame.
@@ -39,6 +39,38 @@ fn noisy_speech() -> Vec<i16> {
     let k = (power(&speech) / power(&noise[..speech.len()]) / 10f32.powf(0.5)).sqrt();
     let len = speech.len() / Denoiser::FRAME_SAMPLES * Denoiser::FRAME_SAMPLES;
     (0..len).map(|n| (speech[n] + k * noise[n]).clamp(-32768.0, 32767.0) as i16).collect()
+}
+
+/// One 10 ms RNNoise frame at 48 kHz, native engine vs nnnoiseless, on the noisy sentence
+/// upsampled as the denoiser does.
+fn rnnoise(c: &mut Criterion) {
+    use switchboard::audio::resample::StreamResampler;
+    use switchboard::audio::rnnoise::Rnnoise;
+
+    let pcm = noisy_speech();
+    let mut up = StreamResampler::new(16_000, 48_000).unwrap();
+    let mut pcm48 = Vec::new();
+    up.process(&pcm, &mut pcm48);
+    let input: Vec<f32> = pcm48.iter().map(|&s| f32::from(s)).collect();
+    let frames: Vec<&[f32]> = input.chunks_exact(Rnnoise::FRAME_SAMPLES).collect();
+    let mut out = vec![0f32; Rnnoise::FRAME_SAMPLES];
+    let mut group = c.benchmark_group("rnnoise");
+    let mut native = Rnnoise::new();
+    let mut i = 0;
+    group.bench_function("frame_10ms/native", |b| {
+        b.iter(|| {
+            i = (i + 1) % frames.len();
+            black_box(native.process_frame(&mut out, black_box(frames[i])))
+        })
+    });
+    let mut reference = nnnoiseless::DenoiseState::new();
+    group.bench_function("frame_10ms/nnnoiseless", |b| {
+        b.iter(|| {
+            i = (i + 1) % frames.len();
+            black_box(reference.process_frame(&mut out, black_box(frames[i])))
+        })
+    });
+    group.finish();
 }
 
 fn denoise(c: &mut Criterion) {
@@ -129,5 +161,5 @@ fn beep_detector(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, denoise, listening_path, beep_detector);
+criterion_group!(benches, rnnoise, denoise, listening_path, beep_detector);
 criterion_main!(benches);

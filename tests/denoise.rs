@@ -343,10 +343,11 @@ fn allocs() -> (usize, usize) {
     ALLOCS.with(Cell::get)
 }
 
-/// `new()` allocates (printed: that is the per-call memory); `process` does not, in any mode —
-/// except that the first RNNoise frame on a thread lets nnnoiseless's FFT (easyfft) set up its
-/// thread-local plans and scratch buffers, once per thread and FFT size, shared by every
-/// denoiser on that thread. A second denoiser on the same thread allocates nothing per frame.
+/// `new()` allocates (printed: that is the per-call memory); `process` does not, in any mode,
+/// from the first frame on: the native RNNoise engine owns its FFT scratch and shares its
+/// plans, model and tables process-wide (built in the first `new()`). (With
+/// `RnnEngine::Nnnoiseless`, the first frame on a thread would let easyfft set up its
+/// thread-local plans and scratch.)
 #[test]
 fn process_does_not_allocate() {
     let input = mix(&clean("caller-hello"), &noise("cafe"), speech_span("caller-hello"), 5.0);
@@ -372,12 +373,7 @@ fn process_does_not_allocate() {
                 after_first.1 - after_new.1,
             );
             assert_eq!(after.0, after_first.0, "{mode:?}: process allocated after its first frame");
-            if round == "second denoiser" {
-                assert_eq!(
-                    after_first.0, after_new.0,
-                    "{mode:?}: the first frame allocated on a warm thread"
-                );
-            }
+            assert_eq!(after_first.0, after_new.0, "{mode:?}, {round}: the first frame allocated");
         }
     }
 }

@@ -7,7 +7,8 @@
 //! codec     Decoder/Encoder enums over WireFormat: G.711, L16 LE/BE, Opus
 //! resample  StreamResampler: any-length streaming resampling between 8/12/16/24/48 kHz
 //! sinc      resample_block: whole-buffer resampling between any rates (TTS output)
-//! denoise   Denoiser: RNNoise (nnnoiseless) at 48 kHz + background-speech gate, 20 ms 16 kHz frames
+//! denoise   Denoiser: RNNoise at 48 kHz + background-speech gate, 20 ms 16 kHz frames
+//! rnnoise   Rnnoise: our RNNoise (nnnoiseless's model, AVX2/FMA kernels), 10 ms 48 kHz frames
 //! vad       Vad: Silero (onnxruntime) or webrtc-vad per 20 ms frame + speech segmenter
 //! stretch   TimeStretch: streaming WSOLA time-stretch for voiceSpeed 0.5–2.0, pitch kept
 //! ambient   AmbientBed (embedded looping beds) + AmbientMixer: ambientSound under outbound audio
@@ -18,6 +19,7 @@ pub mod codec;
 pub mod denoise;
 mod g711;
 pub mod resample;
+pub mod rnnoise;
 pub mod sinc;
 pub mod stretch;
 #[cfg(test)]
