@@ -9,7 +9,8 @@
 //! sinc      resample_block: whole-buffer resampling between any rates (TTS output)
 //! denoise   Denoiser: RNNoise at 48 kHz + background-speech gate, 20 ms 16 kHz frames
 //! rnnoise   Rnnoise: our RNNoise (nnnoiseless's model, AVX2/FMA kernels), 10 ms 48 kHz frames
-//! vad       Vad: Silero (onnxruntime) or webrtc-vad per 20 ms frame + speech segmenter
+//! vad       Vad: Silero (native or onnxruntime) or webrtc-vad per 20 ms frame + speech segmenter
+//! simd      Kernel: which hand-written vector kernels the native engines run
 //! stretch   TimeStretch: streaming WSOLA time-stretch for voiceSpeed 0.5–2.0, pitch kept
 //! ambient   AmbientBed (embedded looping beds) + AmbientMixer: ambientSound under outbound audio
 //! ```
@@ -20,6 +21,7 @@ pub mod denoise;
 mod g711;
 pub mod resample;
 pub mod rnnoise;
+mod simd;
 pub mod sinc;
 pub mod stretch;
 #[cfg(test)]

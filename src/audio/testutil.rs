@@ -77,3 +77,14 @@ pub fn fixture_l16(name: &str) -> Vec<i16> {
     }
     panic!("{name}: no data chunk")
 }
+
+/// Deterministic values in [-1, 1) (a linear congruential sequence from `seed`).
+pub fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect()
+}

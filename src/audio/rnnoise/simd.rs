@@ -15,25 +15,7 @@
 /// Lanes of one AVX register of f32.
 pub(super) const LANES: usize = 8;
 
-/// Which kernels run; chosen once per process from the CPU's features.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kernel {
-    /// Plain Rust (any CPU).
-    Portable,
-    /// AVX2 + FMA intrinsics (x86-64 with both features).
-    Avx2Fma,
-}
-
-impl Kernel {
-    /// The fastest kernel this CPU runs.
-    pub(super) fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return Self::Avx2Fma;
-        }
-        Self::Portable
-    }
-}
+pub(super) use crate::audio::simd::Kernel;
 
 /// `out[i] = Σ_{k < x.len()} x[k]·y[i + k]` for every `i < out.len()`, each sum accumulated
 /// strictly in order of `k` from 0 with a separate multiply and add per term — the same
@@ -318,23 +300,10 @@ mod avx2 {
 mod tests {
     use super::*;
 
-    /// Deterministic values in [-1, 1).
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
+    use crate::audio::testutil::values;
 
     fn kernels() -> Vec<Kernel> {
-        let mut k = vec![Kernel::Portable];
-        if Kernel::detect() == Kernel::Avx2Fma {
-            k.push(Kernel::Avx2Fma);
-        }
-        k
+        Kernel::available()
     }
 
     fn dot64(a: &[f32], b: &[f32]) -> f64 {

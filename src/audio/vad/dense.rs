@@ -23,25 +23,7 @@ pub(super) struct Dense {
     bias: Box<[f32]>,
 }
 
-/// Which kernel runs [`Dense::apply`]; chosen once per process from the CPU's features.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kernel {
-    /// Plain Rust over 8-lane arrays (any CPU).
-    Portable,
-    /// AVX2 + FMA intrinsics (x86-64 with both features).
-    Avx2Fma,
-}
-
-impl Kernel {
-    /// The fastest kernel this CPU runs.
-    pub(super) fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return Self::Avx2Fma;
-        }
-        Self::Portable
-    }
-}
+pub(super) use crate::audio::simd::Kernel;
 
 impl Dense {
     /// From row-major weights `w` (`rows × cols`, `cols` a multiple of [`LANES`]) and `bias`.
@@ -179,23 +161,10 @@ mod avx2 {
 mod tests {
     use super::*;
 
-    /// Deterministic values in [-1, 1).
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
+    use crate::audio::testutil::values;
 
     fn kernels() -> Vec<Kernel> {
-        let mut k = vec![Kernel::Portable];
-        if Kernel::detect() == Kernel::Avx2Fma {
-            k.push(Kernel::Avx2Fma);
-        }
-        k
+        Kernel::available()
     }
 
     /// Every kernel against an f64 reference, over row counts that do and do not fill a
