@@ -30,3 +30,17 @@ impl Kernel {
         k
     }
 }
+
+/// Sum of the 8 lanes of an AVX register (for the engines' AVX2 kernels, inlined into them).
+///
+/// # Safety
+/// The CPU must support AVX (every [`Kernel::Avx2Fma`] CPU does).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn hsum(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s)
+}

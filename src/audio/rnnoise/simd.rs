@@ -144,6 +144,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::LANES;
+    use crate::audio::simd::hsum;
 
     /// Lags in registers of 8, eight registers per pass over `x`, then the rest in one pass.
     ///
@@ -240,15 +241,6 @@ mod avx2 {
             sh = _mm256_fmadd_ps(_mm256_loadu_ps(hi.as_ptr().add(k)), p, sh);
         }
         (hsum(sl), hsum(sh))
-    }
-
-    /// Sum of the 8 lanes.
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
     }
 
     /// Outputs in blocks of 64, then 32, then 8, each block's accumulators in registers across

@@ -85,6 +85,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{Dense, LANES};
+    use crate::audio::simd::hsum;
 
     /// Rows in blocks of `R`, then one at a time.
     ///
@@ -145,15 +146,6 @@ mod avx2 {
                 y[n * y_step + r0 + r] = b + hsum(*a);
             }
         }
-    }
-
-    /// Sum of the 8 lanes.
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
     }
 }
 
