@@ -53,6 +53,17 @@ fn stall_probe(stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<(std::time::Inst
     stalls
 }
 
+/// Steal time of each CPU so far, in USER_HZ ticks (10 ms): time the hypervisor ran something
+/// else while this VM's vCPU wanted to run. The probe thread cannot see a steal on the other
+/// vCPU; this can.
+fn steal_ticks() -> Vec<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| l.split_whitespace().nth(8).and_then(|v| v.parse().ok()).unwrap_or(0))
+        .collect()
+}
+
 /// What one simulated caller saw.
 #[derive(Default)]
 struct CallStats {
@@ -204,11 +215,13 @@ fn main() {
         };
         // (when read, counter) every LATE_SAMPLE until the window ends.
         let mut late_samples = vec![(std::time::Instant::now(), late_a)];
+        let mut steals = vec![steal_ticks()];
         while Instant::now() + LATE_SAMPLE < window_end {
             tokio::time::sleep(LATE_SAMPLE).await;
             let Ok(resp) = http.get(format!("http://{}/metrics", server.addr)).send().await else { continue };
             let text = resp.text().await.unwrap_or_default();
             late_samples.push((std::time::Instant::now(), metric(&text, "switchboard_playout_late_frames_total")));
+            steals.push(steal_ticks());
         }
         tokio::time::sleep_until(window_end).await;
         stop.store(true, Ordering::Relaxed);
@@ -262,6 +275,25 @@ fn main() {
             stalls.len(),
             STALL.as_millis(),
             longest.as_secs_f64() * 1e3,
+            LATE_SAMPLE.as_millis()
+        );
+        // Late frames read in a sample whose 100 ms (or the one before) saw a vCPU stolen.
+        let stolen = |i: usize| steals[i].iter().zip(&steals[i - 1]).any(|(b, a)| b > a);
+        let mut in_steal = 0.0;
+        for i in 1..late_samples.len().min(steals.len()) {
+            let grew = late_samples[i].1 - late_samples[i - 1].1;
+            if grew > 0.0 && (stolen(i) || (i > 1 && stolen(i - 1))) {
+                in_steal += grew;
+            }
+        }
+        let steal_total: u64 = steals
+            .last()
+            .zip(steals.first())
+            .map(|(b, a)| b.iter().zip(a).map(|(b, a)| b - a).sum())
+            .unwrap_or(0);
+        println!(
+            "  vCPU steal          {} ms over the window (/proc/stat, 10 ms ticks, all vCPUs); {in_steal} of the late frames while live were read in or right after a {} ms sample with steal",
+            steal_total * 10,
             LATE_SAMPLE.as_millis()
         );
         println!("  server drops        {dropped}");

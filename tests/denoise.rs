@@ -93,12 +93,33 @@ fn mix(clean: &[f64], noise: &[f64], span: std::ops::Range<usize>, snr_db: f64) 
 /// Runs `input` (whole frames) through a fresh denoiser in `mode`; returns the output shifted
 /// back by the latency (so it lines up with the input) and the frame reports.
 fn denoise(mode: DenoiseMode, input: &[i16]) -> (Vec<f64>, Vec<FrameReport>) {
+    denoise_after(mode, input, 0)
+}
+
+/// Leading silence, in 16 kHz samples, that the SNR figures are averaged over: 0–3 ms.
+///
+/// RNNoise is not shift-invariant: it works on fixed 10 ms frames, so where the sentence falls
+/// within them changes its decisions. caller-hello + cafe at 0 dB gained anywhere from +2.2 to
+/// +4.3 dB SDR with 0 to 3.5 ms of leading silence. A figure from one alignment is one draw; the
+/// mean over these four is the measurement.
+const LEADS: [usize; 4] = [0, 16, 32, 48];
+
+/// [`denoise`] with `lead` samples of silence before `input` (and as many dropped from its end,
+/// so it stays whole frames); the output is aligned to `input`.
+fn denoise_after(mode: DenoiseMode, input: &[i16], lead: usize) -> (Vec<f64>, Vec<FrameReport>) {
+    let mut padded = vec![0i16; lead];
+    padded.extend_from_slice(&input[..input.len() - lead]);
     let mut d = Denoiser::new(mode);
-    let mut out = vec![0i16; input.len()];
+    let mut out = vec![0i16; padded.len()];
     let reports =
-        input.chunks_exact(FRAME).zip(out.chunks_exact_mut(FRAME)).map(|(i, o)| d.process(i, o)).collect();
-    let lag = d.latency_samples();
+        padded.chunks_exact(FRAME).zip(out.chunks_exact_mut(FRAME)).map(|(i, o)| d.process(i, o)).collect();
+    let lag = d.latency_samples() + lead;
     (out[lag..].iter().map(|&s| f64::from(s)).collect(), reports)
+}
+
+/// `metric(output)` averaged over the [`LEADS`].
+fn mean_over_leads(mode: DenoiseMode, input: &[i16], metric: impl Fn(&[f64]) -> f64) -> f64 {
+    LEADS.iter().map(|&lead| metric(&denoise_after(mode, input, lead).0)).sum::<f64>() / LEADS.len() as f64
 }
 
 /// SNR of `y` against the clean reference `c` (see the file doc), over `c`'s length.
@@ -175,20 +196,19 @@ fn snr_rows(mode: DenoiseMode) -> Vec<Row> {
             for target_db in SNRS_DB {
                 let input = mix(&c, &n, span.clone(), target_db);
                 let as_f64: Vec<f64> = input.iter().map(|&s| f64::from(s)).collect();
-                let (out, _) = denoise(mode, &input);
                 rows.push(Row {
                     caller,
                     noise: kind,
                     target_db,
                     in_db: snr_db(&c, &as_f64),
-                    out_db: snr_db(&c, &out),
+                    out_db: mean_over_leads(mode, &input, |out| snr_db(&c, out)),
                     sdr_in_db: sdr_db(&c, &as_f64),
-                    sdr_out_db: sdr_db(&c, &out),
+                    sdr_out_db: mean_over_leads(mode, &input, |out| sdr_db(&c, out)),
                 });
             }
         }
     }
-    println!("\n{mode:?}: whole-file SNR (LS gain) and SDR ({DISTORTION_TAPS}-tap filter), dB");
+    println!("\n{mode:?}: whole-file SNR (LS gain) and SDR ({DISTORTION_TAPS}-tap filter), dB; out: mean over {} alignments", LEADS.len());
     println!(
         "{:<16} {:<7} {:>4} | {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7}",
         "caller", "noise", "mix", "SNR in", "out", "gain", "SDR in", "out", "gain"
@@ -210,11 +230,14 @@ fn snr_rows(mode: DenoiseMode) -> Vec<Row> {
     rows
 }
 
-/// What RNNoise achieves per noise bed, as measured (SDR, see the file doc): the 6 dB
-/// target holds for the stationary street bed only. Babble and the TV are speech, which RNNoise
-/// is built to keep — it cannot tell a competing voice from the caller's, so it leaves them
-/// (±0.5 dB); the cafe's babble stays for the same reason, and only its clinks and pink noise go.
-/// The asserts state exactly that; the printed table has the figures.
+/// What RNNoise achieves per noise bed, as measured (SDR, see the file doc; each output figure is
+/// the mean over [`LEADS`]): the 6 dB target holds for the stationary street bed only.
+/// Babble and the TV are speech, which RNNoise is built to keep — it cannot tell a competing voice
+/// from the caller's, so it leaves them (±0.5 dB); the cafe's babble stays for the same reason,
+/// and only its clinks and pink noise go. The asserts state exactly that; the printed table has
+/// the figures. Cafe at 0 dB: +3.23 / +4.19 dB (caller-hello / caller-question) over the four
+/// alignments; +4.30 / +4.51 at the single alignment this test used to take, which its old
+/// 4.0 dB bound was fitted to.
 #[test]
 fn rnnoise_raises_snr_on_noise_and_leaves_speech_like_beds() {
     let rows = snr_rows(DenoiseMode::Noise);
@@ -226,15 +249,17 @@ fn rnnoise_raises_snr_on_noise_and_leaves_speech_like_beds() {
         );
         match r.noise {
             "street" => assert!(improvement >= TARGET_IMPROVEMENT_DB, "{what}"),
-            "cafe" if r.target_db == 0.0 => assert!(improvement >= 4.0, "{what}"),
+            "cafe" if r.target_db == 0.0 => assert!(improvement >= 3.0, "{what}"),
             "cafe" => assert!(improvement >= 0.5, "{what}"),
             _ => assert!(improvement >= -0.5, "speech-like noise is left, not made worse: {what}"),
         }
     }
 }
 
-/// Clean speech through the RNNoise path: kept at its level, little changed (SDR ≥ 22 dB; what
-/// is left is RNNoise's own gain modulation), in both modes (the gate stays open for the caller).
+/// Clean speech through the RNNoise path: kept at its level, little changed (SDR ≥ 21 dB, mean
+/// over [`LEADS`]; what is left is RNNoise's own gain modulation), in both modes (the gate stays
+/// open for the caller). The lowest, caller-hello through the gate, measures 21.6 dB (one
+/// alignment alone ranges 20.4–22.8 dB; the old bound of 22 was fitted to the 22.6 of one).
 #[test]
 fn clean_speech_passes() {
     for caller in CALLERS {
@@ -242,11 +267,11 @@ fn clean_speech_passes() {
         let len = c.len().div_ceil(FRAME) * FRAME + FRAME;
         let input: Vec<i16> = fit(&c, len).iter().map(|&v| v as i16).collect();
         for mode in [DenoiseMode::Noise, DenoiseMode::NoiseAndBackgroundSpeech] {
-            let (out, _) = denoise(mode, &input);
-            let (sdr, level) = (sdr_db(&c, &out), db(power(&out[..c.len()]) / power(&c)));
+            let sdr = mean_over_leads(mode, &input, |out| sdr_db(&c, out));
+            let level = mean_over_leads(mode, &input, |out| db(power(&out[..c.len()]) / power(&c)));
             println!("{caller} clean through {mode:?}: SDR {sdr:.2} dB, level {level:+.2} dB");
             assert!(
-                sdr >= 22.0 && level.abs() < 1.0,
+                sdr >= 21.0 && level.abs() < 1.0,
                 "{caller} {mode:?}: SDR {sdr:.2} dB, level {level:+.2} dB"
             );
         }
