@@ -1,7 +1,8 @@
 //! Media-plane capacity: N concurrent Twilio loopback calls against the real server binary.
 //!
 //! Starts `switchboard serve` as a separate process (fresh SQLite file, warn-level logs), ramps
-//! up N callers that each stream μ-law frames on an absolute 20 ms clock and record when every
+//! up N callers (each at a random phase of the 20 ms frame, as real calls start; `ALIGNED=1`
+//! for the exact ramp) that each stream μ-law frames on an absolute 20 ms clock and record when every
 //! returned frame arrives, holds them for the measured window, then reports:
 //! egress jitter (|inter-arrival − 20 ms|) percentiles, gaps (> 40 ms between frames), frames
 //! sent/received, the server's late-frame and drop counters (from /metrics), and the server
@@ -35,8 +36,9 @@ use support::{cpu_seconds, env_or, metric, Server};
 const KEY: &str = "sb_bench_capacity_key";
 /// A probe wake-up at least this late counts as a machine stall.
 const STALL: Duration = Duration::from_millis(5);
-/// How often the server's late-frame counter is read during the window.
-const LATE_SAMPLE: Duration = Duration::from_millis(100);
+/// How often the server's late-frame counter is read during the window (`LATE_SAMPLE_MS`).
+static LATE_SAMPLE: std::sync::LazyLock<Duration> =
+    std::sync::LazyLock::new(|| Duration::from_millis(env_or("LATE_SAMPLE_MS", 100)));
 
 /// Stalls (start, end) a thread sleeping 1 ms at a time saw until `stop`.
 fn stall_probe(stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<(std::time::Instant, std::time::Instant)> {
@@ -190,8 +192,19 @@ fn main() {
         let (cpu0, rss0) = server.usage();
         let mut tasks = Vec::with_capacity(calls);
         let t0 = Instant::now();
+        // Real calls start at random moments, so their 20 ms clocks have random phases. An exact
+        // ramp does not: 500 calls 10 ms apart share two phases, and 250 playout ticks (and 250
+        // inbound frames) land in the same millisecond every 20 ms — a synchronised burst no
+        // gateway produces. Each start gets a pseudo-random offset within one frame (fixed
+        // seed, so runs are comparable); ALIGNED=1 keeps the exact ramp to see that worst case.
+        let aligned = env_or("ALIGNED", 0u8) == 1;
+        let mut seed = 0x2545_f491_u32;
         for i in 0..calls {
-            let at = t0 + Duration::from_secs_f64(ramp * i as f64 / calls as f64);
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let phase_us = if aligned { 0 } else { u64::from(seed >> 8) % 20_000 };
+            let at = t0
+                + Duration::from_secs_f64(ramp * i as f64 / calls as f64)
+                + Duration::from_micros(phase_us);
             let (addr, payload, started) = (server.addr.clone(), payload.clone(), started.clone());
             // Every call holds until the same end time, so the measured window has all N live.
             let my_hold = hold - at.duration_since(t0);
@@ -216,8 +229,8 @@ fn main() {
         // (when read, counter) every LATE_SAMPLE until the window ends.
         let mut late_samples = vec![(std::time::Instant::now(), late_a)];
         let mut steals = vec![steal_ticks()];
-        while Instant::now() + LATE_SAMPLE < window_end {
-            tokio::time::sleep(LATE_SAMPLE).await;
+        while Instant::now() + *LATE_SAMPLE < window_end {
+            tokio::time::sleep(*LATE_SAMPLE).await;
             let Ok(resp) = http.get(format!("http://{}/metrics", server.addr)).send().await else { continue };
             let text = resp.text().await.unwrap_or_default();
             late_samples.push((std::time::Instant::now(), metric(&text, "switchboard_playout_late_frames_total")));
@@ -246,7 +259,10 @@ fn main() {
         let late = metric(&metrics, "switchboard_playout_late_frames_total");
         let dropped = metric(&metrics, "switchboard_frames_dropped_total");
         let cpu_ms_per_call_s = (cpu_b - cpu_a) * 1000.0 / (window * calls as f64);
-        println!("capacity: {calls} concurrent Twilio loopback calls, {seconds} s held (ramp {ramp} s), client threads {client_threads}");
+        println!(
+            "capacity: {calls} concurrent Twilio loopback calls, {seconds} s held (ramp {ramp} s, {} phases), client threads {client_threads}",
+            if aligned { "aligned" } else { "random" }
+        );
         println!("  calls ok            {ok}/{calls}");
         println!("  frames sent/recv    {sent} / {received}");
         println!(
@@ -258,13 +274,17 @@ fn main() {
             jitter.len()
         );
         println!("  gaps > 40 ms        {gaps}");
-        println!("  server late frames  {} while all calls were live, {late} in the whole run (ramp and hang-ups included)", late_b - late_a);
+        println!(
+            "  server late frames  {} while all calls were live; {late_a} before (ramp + warm-up), {} after (hang-ups: every call ends at once)",
+            late_b - late_a,
+            late - late_b
+        );
         // A late frame is counted when the server runs again after the stall: the read after
         // it sees it. Slack of one sample period on the early side.
         let mut in_stall = 0.0;
         for pair in late_samples.windows(2) {
             let ((t_prev, v_prev), (t_now, v_now)) = (pair[0], pair[1]);
-            let from = t_prev.checked_sub(LATE_SAMPLE).unwrap_or(t_prev);
+            let from = t_prev.checked_sub(*LATE_SAMPLE).unwrap_or(t_prev);
             if v_now > v_prev && stalls.iter().any(|&(s, e)| e >= from && s <= t_now) {
                 in_stall += v_now - v_prev;
             }

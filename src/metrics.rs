@@ -182,10 +182,14 @@ impl ProcessMetrics {
     }
 }
 
-/// System boot time (Unix seconds), from `/proc/stat`'s `btime`.
+/// System boot time (Unix seconds), from `/proc/stat`'s `btime`; read once (the kernel sums
+/// every CPU's counters to produce that file).
 fn boot_time_seconds() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
+    static BTIME: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *BTIME.get_or_init(|| {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
+    })
 }
 
 /// All metrics of the process.

@@ -34,10 +34,21 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// `GET /metrics`: Prometheus text format.
+///
+/// Built on the blocking pool: it reads `/proc` (the process's CPU, memory and open
+/// descriptors), and on a runtime worker that read held up the calls' 20 ms playout ticks queued
+/// behind it — scraped every 100 ms by the capacity bench, 500 calls saw 2–19 late frames per
+/// 20 s; scraped every 5 s, none.
 #[utoipa::path(get, path = "/metrics", tag = "operators", responses((status = 200, content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.metrics().encode(),
-    )
+pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    match tokio::task::spawn_blocking(move || state.metrics().encode()).await {
+        Ok(text) => {
+            ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "metrics exposition failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "metrics exposition failed").into_response()
+        }
+    }
 }
