@@ -36,9 +36,9 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 /// `GET /metrics`: Prometheus text format.
 ///
 /// Built on the blocking pool: it reads `/proc` (the process's CPU, memory and open
-/// descriptors), and on a runtime worker that read held up the calls' 20 ms playout ticks queued
-/// behind it — scraped every 100 ms by the capacity bench, 500 calls saw 2–19 late frames per
-/// 20 s; scraped every 5 s, none.
+/// descriptors), file I/O that must not hold a runtime worker while calls' 20 ms playout ticks
+/// queue behind it (scraped every 100 ms by the capacity bench, 500 calls saw 2–19 late frames
+/// per 20 s with the read on a worker; scraped every 5 s, none).
 #[utoipa::path(get, path = "/metrics", tag = "operators", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
     match tokio::task::spawn_blocking(move || state.metrics().encode()).await {
