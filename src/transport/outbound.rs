@@ -233,6 +233,24 @@ fn unknown_status(field: &str, value: &str, known: &str) -> Response {
     ApiError::Unprocessable(format!("{field}: unknown value {value:?} ({known})")).into_response()
 }
 
+/// Applies a status callback's `progress` to the outbound call `protocol` knows as `id` (named by
+/// `field` in the callback); 404 naming `field` when there is none.
+async fn progress_call(
+    state: &AppState,
+    protocol: Protocol,
+    field: &str,
+    id: &str,
+    status: &str,
+    progress: Progress,
+) -> Response {
+    let call = match outbound_call(state, protocol, field, &[id]).await {
+        Ok(call) => call,
+        Err(refused) => return refused,
+    };
+    tracing::info!(call_id = %call.id, gateway = protocol.as_str(), gateway_call_id = id, status, "outbound call status");
+    answer(state, &call, progress).await
+}
+
 async fn answer(state: &AppState, call: &Call, progress: Progress) -> Response {
     match follow(state, call, progress).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -257,12 +275,7 @@ async fn telnyx_status(
         let known = "queued, initiated, ringing, in-progress, completed, busy, no-answer, failed, canceled";
         return unknown_status("CallStatus", status, known);
     };
-    let call = match outbound_call(&state, Protocol::Telnyx, "CallSid", &[call_sid]).await {
-        Ok(call) => call,
-        Err(refused) => return refused,
-    };
-    tracing::info!(call_id = %call.id, call_sid, status, "telnyx call status");
-    answer(&state, &call, progress).await
+    progress_call(&state, Protocol::Telnyx, "CallSid", call_sid, status, progress).await
 }
 
 /// `POST /vonage/events`: the event webhook of the calls we place (JSON `uuid`, `status`).
@@ -291,12 +304,7 @@ async fn vonage_events(State(state): State<AppState>, body: Bytes) -> Response {
                      timeout, unanswered, failed, cancelled";
         return unknown_status("status", status, known);
     };
-    let call = match outbound_call(&state, Protocol::Vonage, "uuid", &[uuid]).await {
-        Ok(call) => call,
-        Err(refused) => return refused,
-    };
-    tracing::info!(call_id = %call.id, uuid, status, "vonage call event");
-    answer(&state, &call, progress).await
+    progress_call(&state, Protocol::Vonage, "uuid", uuid, status, progress).await
 }
 
 /// `POST /plivo/status` (or `GET`): Plivo's ring and hang-up callbacks (`CallUUID`,
