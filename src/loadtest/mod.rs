@@ -5,8 +5,8 @@
 //! records every frame the server sends, and measures per caller turn the response latency, the
 //! barge-in reaction, egress jitter and gaps, and protocol faults. [`run`] makes `calls` calls
 //! with at most `concurrency` live at once (the first ones spread over `ramp`, each at its own
-//! phase of the 20 ms frame: [`phase_offset`]), fixtures taken round-robin, and returns the [`Report`]; the binary prints its table and writes the JSON and
-//! the SVG plot.
+//! phase of the 20 ms frame: [`phase_offset`]), fixtures taken round-robin, and returns the
+//! [`Report`]; the binary prints its table and writes the JSON and the SVG plot.
 //!
 //! ```text
 //! options    LoadtestArgs (flags) → Options (validated)
