@@ -33,13 +33,32 @@ pub const MAX_PENDING_MARKS: usize = 64;
 /// A frame that leaves more than this after its deadline counts as late.
 pub const LATE_AFTER: Duration = Duration::from_millis(10);
 
+/// Once locked to the caller's frames, the playout deadline sits this long after each caller
+/// frame's arrival, so the wake-up that reads the caller's frame also sends the agent's.
+pub const LOCK_LEAD: Duration = Duration::from_millis(1);
+/// A caller frame that arrives at most this long before the playout deadline takes the due
+/// frame with it (sent up to this much early, in the same wake-up).
+pub const COALESCE_WINDOW: Duration = Duration::from_millis(2);
+/// Once locked, the most the playout clock's phase moves per caller frame (0.5 % of a frame:
+/// the gateway's jitter buffer cannot tell).
+pub const SLEW_PER_FRAME: Duration = Duration::from_micros(100);
+
 /// The absolute-deadline frame clock (pure; the actor sleeps until [`FrameClock::deadline`]).
+///
+/// Its phase follows the caller's frames ([`FrameClock::caller_frame`]): a gateway sends a
+/// frame every 20 ms, and a playout deadline just after each of them lets one wake-up per
+/// frame do both directions instead of two (the per-call cost at low load is mostly
+/// wake-ups). The first caller frame sets the phase; later ones slew it by at most
+/// [`SLEW_PER_FRAME`], so network jitter cannot drag the clock and a gateway whose clock runs
+/// a little fast or slow is followed (its buffer neither fills nor drains).
 #[derive(Debug, Clone)]
 pub struct FrameClock {
     start: Instant,
     frame: Duration,
     /// Index of the next frame to send.
     next: u64,
+    /// The phase has been set from a caller frame.
+    locked: bool,
 }
 
 /// What one tick of the clock found.
@@ -53,7 +72,30 @@ pub struct Tick {
 
 impl FrameClock {
     pub fn new(start: Instant, frame: Duration) -> Self {
-        Self { start, frame, next: 0 }
+        Self { start, frame, next: 0, locked: false }
+    }
+
+    /// A caller frame arrived at `now`: moves the phase toward a deadline [`LOCK_LEAD`] after
+    /// the arrivals (at once for the first frame, then by at most [`SLEW_PER_FRAME`]), and says
+    /// whether the due frame should leave now (its deadline at most [`COALESCE_WINDOW`] away).
+    pub fn caller_frame(&mut self, now: Instant) -> bool {
+        let nanos = |d: Duration| d.as_nanos() as i128;
+        let frame = nanos(self.frame);
+        let due = self.deadline();
+        let ahead = nanos(due.saturating_duration_since(now)) - nanos(now.saturating_duration_since(due));
+        // Where the deadline grid sits relative to now + LEAD, wrapped to (−frame/2, frame/2].
+        let mut error = (ahead - nanos(LOCK_LEAD)).rem_euclid(frame);
+        if error > frame / 2 {
+            error -= frame;
+        }
+        let limit = nanos(SLEW_PER_FRAME);
+        let step = if self.locked { error.clamp(-limit, limit) } else { error };
+        self.locked = true;
+        let by = Duration::from_nanos(step.unsigned_abs() as u64);
+        // A positive error: the deadline is later than wanted, so the grid moves earlier.
+        self.start =
+            if step > 0 { self.start.checked_sub(by).unwrap_or(self.start) } else { self.start + by };
+        self.deadline() <= now + COALESCE_WINDOW
     }
 
     /// When the next frame is due.
@@ -346,6 +388,12 @@ impl PlayoutDriver {
         self.clock.deadline()
     }
 
+    /// A caller frame arrived at `now` (see [`FrameClock::caller_frame`]); true when the due
+    /// frame should be sent now, with it.
+    pub fn caller_frame(&mut self, now: Instant) -> bool {
+        self.clock.caller_frame(now)
+    }
+
     /// The frame due now: takes the commands that arrived since the last frame, in order (a
     /// `Clear` therefore leaves within one frame), builds the frame and what follows it, and
     /// reports playout events. Returns the items to write, in order.
@@ -419,6 +467,68 @@ mod tests {
         assert_eq!(c.tick(t0 + ms(110)), Tick { late: true, skipped: 3 });
         assert_eq!(c.deadline(), t0 + ms(120));
         assert_eq!(c.position(), 6);
+    }
+
+    #[test]
+    fn first_caller_frame_sets_the_phase_and_later_ones_take_the_due_frame_along() {
+        let t0 = Instant::now();
+        let mut c = FrameClock::new(t0, ms(20));
+        c.tick(t0); // next deadline t0 + 20
+                    // Caller frames arrive 13 ms into each slot: the nearest grid point to 1 ms after them
+                    // is 7 ms earlier, so the grid moves 7 ms earlier at once and this frame, now 1 ms
+                    // away, leaves with the caller's.
+        assert!(c.caller_frame(t0 + ms(13)));
+        assert_eq!(c.deadline(), t0 + ms(14));
+        assert_eq!(c.tick(t0 + ms(13)), Tick { late: false, skipped: 0 });
+        assert!(c.caller_frame(t0 + ms(33)));
+        assert_eq!(c.deadline(), t0 + ms(34), "already in phase: no move");
+    }
+
+    #[test]
+    fn moving_the_grid_never_sends_two_frames_close_together() {
+        let t0 = Instant::now();
+        let mut c = FrameClock::new(t0, ms(20));
+        c.tick(t0); // next deadline t0 + 20
+                    // Arrivals 7 ms into each slot: 1 ms after them is 8 ms after the frame just sent, so
+                    // the grid moves 8 ms later (next deadline t0 + 28), not 12 ms earlier (t0 + 8).
+        assert!(!c.caller_frame(t0 + ms(7)));
+        assert_eq!(c.deadline(), t0 + ms(28));
+        assert!(c.caller_frame(t0 + ms(27)));
+    }
+
+    #[test]
+    fn grid_moves_later_when_the_callers_frames_come_just_after_a_deadline() {
+        let t0 = Instant::now();
+        let mut c = FrameClock::new(t0, ms(20));
+        c.tick(t0); // next deadline t0 + 20
+                    // Arrivals 1 ms after deadlines (t0 + 1 ms is 19 ms before the next one): the nearest
+                    // grid point is the one just passed, so the grid moves 2 ms later, not 18 ms earlier.
+        assert!(!c.caller_frame(t0 + ms(1)));
+        assert_eq!(c.deadline(), t0 + ms(22));
+        assert!(c.caller_frame(t0 + ms(21)));
+    }
+
+    #[test]
+    fn after_locking_the_phase_only_slews() {
+        let t0 = Instant::now();
+        let mut c = FrameClock::new(t0, ms(20));
+        c.tick(t0);
+        c.caller_frame(t0 + ms(19)); // locked: deadline t0 + 20 (19 + 1)
+        assert_eq!(c.deadline(), t0 + ms(20));
+        c.tick(t0 + ms(19));
+        // One caller frame 5 ms late (network jitter): the grid moves 0.1 ms, not 5 ms, and
+        // the next frame, 16 ms away, is not sent early.
+        assert!(!c.caller_frame(t0 + ms(24)), "deadline t0 + 40 is 16 ms away");
+        assert_eq!(c.deadline(), t0 + ms(40) + SLEW_PER_FRAME);
+        // A gateway clock that runs 0.05 ms per frame slow is followed exactly.
+        let mut arrival = t0 + ms(39) + Duration::from_micros(50);
+        for _ in 0..50 {
+            c.tick(c.deadline());
+            arrival += ms(20) + Duration::from_micros(50);
+            assert!(c.caller_frame(arrival));
+        }
+        let lead = c.deadline() - arrival;
+        assert!(lead.abs_diff(LOCK_LEAD) <= Duration::from_micros(100), "lead {lead:?}");
     }
 
     fn l16_16k() -> WireFormat {

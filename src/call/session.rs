@@ -557,31 +557,8 @@ where
                 return Ending { close: Some((CLOSE_GOING_AWAY, "ended by the server".into())), ..Ending::completed("ended by the server") };
             }
             () = &mut next_frame => {
-                let Ok(out) = handles.playout_driver.tick(tokio::time::Instant::now()) else {
-                    return Ending::failed(close_code::INTERNAL_ERROR, "playout stopped");
-                };
-                // Bounded: a gateway that stopped reading (host gone without a RST) must not
-                // hold the call — and its cancellation — until TCP gives up.
-                let write = async {
-                    let mut audio = 0;
-                    for item in out {
-                        if let (Some(r), Outbound::Audio(frame)) = (recording.as_mut(), item) {
-                            r.agent(frame);
-                        }
-                        if let Some(msg) = wire.encode(item) {
-                            audio += u64::from(matches!(item, Outbound::Audio(_)));
-                            sink.feed(msg).await.map_err(|_| "socket write failed")?;
-                        }
-                    }
-                    sink.flush().await.map_err(|_| "socket write failed")?;
-                    Ok::<u64, &'static str>(audio)
-                };
-                match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-                    Ok(Ok(audio)) => {
-                        frames_out.inc_by(audio);
-                    }
-                    Ok(Err(e)) => return Ending::failed(close_code::INTERNAL_ERROR, e),
-                    Err(_) => return Ending::failed(close_code::INTERNAL_ERROR, "socket write stalled"),
+                if let Err(ending) = send_frame(sink, wire, handles, recording, &frames_out, tokio::time::Instant::now()).await {
+                    return ending;
                 }
                 next_frame.as_mut().reset(handles.playout_driver.deadline());
             }
@@ -608,6 +585,7 @@ where
                     events.clear();
                     return Ending::failed(e.close_code(), e.to_string());
                 }
+                let mut audio = false;
                 for ev in events.drain(..) {
                     match ev {
                         MediaEvent::Audio(payload) => {
@@ -615,6 +593,7 @@ where
                                 r.caller(&payload);
                             }
                             handles.ingress.push(Ingress::Audio(payload));
+                            audio = true;
                         }
                         MediaEvent::Dtmf(d) => {
                             handles.ingress.push(Ingress::Dtmf(d));
@@ -628,8 +607,60 @@ where
                         }
                     }
                 }
+                // The playout clock follows the caller's frames; when the agent's frame is due
+                // within a moment it leaves now, and this wake-up serves both directions.
+                if audio {
+                    let now = tokio::time::Instant::now();
+                    if handles.playout_driver.caller_frame(now) {
+                        if let Err(ending) = send_frame(sink, wire, handles, recording, &frames_out, now).await {
+                            return ending;
+                        }
+                    }
+                    next_frame.as_mut().reset(handles.playout_driver.deadline());
+                }
             }
         }
+    }
+}
+
+/// Builds the frame due at `now` through playout and writes it (and what follows it).
+/// Bounded: a gateway that stopped reading (host gone without a RST) must not hold the call —
+/// and its cancellation — until TCP gives up.
+async fn send_frame<Si>(
+    sink: &mut Si,
+    wire: &mut dyn Wire,
+    handles: &mut CallHandles,
+    recording: &mut Option<super::recording::CallRecording>,
+    frames_out: &prometheus_client::metrics::counter::Counter,
+    now: tokio::time::Instant,
+) -> Result<(), Ending>
+where
+    Si: Sink<WsMessage> + Unpin,
+{
+    let Ok(out) = handles.playout_driver.tick(now) else {
+        return Err(Ending::failed(close_code::INTERNAL_ERROR, "playout stopped"));
+    };
+    let write = async {
+        let mut audio = 0;
+        for item in out {
+            if let (Some(r), Outbound::Audio(frame)) = (recording.as_mut(), item) {
+                r.agent(frame);
+            }
+            if let Some(msg) = wire.encode(item) {
+                audio += u64::from(matches!(item, Outbound::Audio(_)));
+                sink.feed(msg).await.map_err(|_| "socket write failed")?;
+            }
+        }
+        sink.flush().await.map_err(|_| "socket write failed")?;
+        Ok::<u64, &'static str>(audio)
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(Ok(audio)) => {
+            frames_out.inc_by(audio);
+            Ok(())
+        }
+        Ok(Err(e)) => Err(Ending::failed(close_code::INTERNAL_ERROR, e)),
+        Err(_) => Err(Ending::failed(close_code::INTERNAL_ERROR, "socket write stalled")),
     }
 }
 
