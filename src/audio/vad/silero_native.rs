@@ -514,16 +514,9 @@ mod tests {
         }
     }
 
-    /// The portable kernel (CPUs without AVX2/FMA) on the real weights and a speech fixture,
-    /// state carried: the same probabilities as the default kernel to within rounding.
-    #[test]
-    fn portable_kernel_matches_default_on_the_real_model() {
-        let dir = std::env::var_os("SWITCHBOARD_MODELS_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
-        let path = dir.join(crate::audio::vad::SileroModel::MODEL_FILE);
-        let fast = NativeSilero::load(&path).unwrap_or_else(|e| panic!("{e} (run `make models`)"));
-        let portable = NativeSilero::load(&path).unwrap().with_kernel(Kernel::Portable);
+    /// Runs two engines side by side over caller-hello, state carried, and asserts they give
+    /// the same probabilities to within rounding (and that the fixture is speech).
+    fn assert_same_on_speech(a: &NativeSilero, b: &NativeSilero) {
         let samples = crate::audio::testutil::fixture_l16("caller-hello.l16-16k.wav");
         let (mut input, mut sa, mut sb) = ([0f32; INPUT], [0f32; 2 * HIDDEN], [0f32; 2 * HIDDEN]);
         let (mut max, mut speech) = (0f32, 0);
@@ -531,37 +524,37 @@ mod tests {
             for (d, &v) in input[64..].iter_mut().zip(chunk) {
                 *d = f32::from(v) / 32768.0;
             }
-            let (a, b) = (fast.run_chunk(&input, &mut sa), portable.run_chunk(&input, &mut sb));
-            max = max.max((a - b).abs());
-            speech += usize::from(a >= 0.5);
+            let (pa, pb) = (a.run_chunk(&input, &mut sa), b.run_chunk(&input, &mut sb));
+            max = max.max((pa - pb).abs());
+            speech += usize::from(pa >= 0.5);
             input.copy_within(INPUT - 64.., 0);
         }
         assert!(speech > 50, "{speech} speech chunks");
         assert!(max < 1e-4, "max |Δp| {max}");
     }
 
+    fn real_model() -> NativeSilero {
+        let dir = std::env::var_os("SWITCHBOARD_MODELS_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+        let path = dir.join(crate::audio::vad::SileroModel::MODEL_FILE);
+        NativeSilero::load(&path).unwrap_or_else(|e| panic!("{e} (run `make models`)"))
+    }
+
+    /// The portable kernel (CPUs without AVX2/FMA) on the real weights and a speech fixture:
+    /// the same probabilities as the default kernel to within rounding.
+    #[test]
+    fn portable_kernel_matches_default_on_the_real_model() {
+        assert_same_on_speech(&real_model(), &real_model().with_kernel(Kernel::Portable));
+    }
+
     /// The real model's STFT basis is a windowed DFT, so its runs take the FFT path; that path
     /// gives the basis product's probabilities to within rounding on a speech fixture.
     #[test]
     fn real_model_uses_the_fft_and_matches_the_basis_product() {
-        let fft =
-            NativeSilero::load(&real_model_path()).unwrap_or_else(|e| panic!("{e} (run `make models`)"));
+        let fft = real_model();
         assert!(fft.dft.is_some(), "the model's STFT basis is not recognised as a windowed DFT");
-        let basis = NativeSilero::load(&real_model_path()).unwrap().without_fft();
-        let samples = crate::audio::testutil::fixture_l16("caller-hello.l16-16k.wav");
-        let (mut input, mut sa, mut sb) = ([0f32; INPUT], [0f32; 2 * HIDDEN], [0f32; 2 * HIDDEN]);
-        let (mut max, mut speech) = (0f32, 0);
-        for chunk in samples.chunks_exact(INPUT - 64) {
-            for (d, &v) in input[64..].iter_mut().zip(chunk) {
-                *d = f32::from(v) / 32768.0;
-            }
-            let (a, b) = (fft.run_chunk(&input, &mut sa), basis.run_chunk(&input, &mut sb));
-            max = max.max((a - b).abs());
-            speech += usize::from(a >= 0.5);
-            input.copy_within(INPUT - 64.., 0);
-        }
-        assert!(speech > 50, "{speech} speech chunks");
-        assert!(max < 1e-4, "max |Δp| {max}");
+        assert_same_on_speech(&fft, &real_model().without_fft());
     }
 
     /// A basis that is not a windowed DFT (random, or a DFT with one entry off) keeps the
@@ -586,13 +579,6 @@ mod tests {
         assert!(WindowedDft::recognise(&basis).is_some());
         basis[(BINS + 7) * N_FFT + 30] += 0.01;
         assert!(WindowedDft::recognise(&basis).is_none());
-    }
-
-    fn real_model_path() -> std::path::PathBuf {
-        let dir = std::env::var_os("SWITCHBOARD_MODELS_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
-        dir.join(crate::audio::vad::SileroModel::MODEL_FILE)
     }
 
     #[test]
