@@ -79,6 +79,8 @@ async fn loadtest(args: LoadtestArgs) -> anyhow::Result<()> {
 async fn serve(raw: RawConfig) -> anyhow::Result<()> {
     let config = raw.resolve()?;
     switchboard::logging::init(config.log_format);
+    // Installed first, so a SIGTERM during start-up is not the default "die at once".
+    let shutdown = shutdown_signal();
     let listen = config.listen;
     let (server, created) = Server::prepare(config).await.context("start-up failed")?;
     if let Some(new) = created {
@@ -87,7 +89,7 @@ async fn serve(raw: RawConfig) -> anyhow::Result<()> {
     }
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    server.run(listener, shutdown_signal()).await?;
+    server.run(listener, shutdown).await?;
     Ok(())
 }
 

@@ -161,30 +161,34 @@ fn flatten(res: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled: a SIGTERM that arrives while the server is starting up (it already
+/// answers requests from its own task) still drains instead of killing the process.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let streams = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
+        async move {
+            match streams {
+                (Ok(mut int), Ok(mut term)) => tokio::select! {
+                    _ = int.recv() => tracing::info!("Ctrl-C received"),
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                },
+                (int, term) => {
+                    let e = int.err().or(term.err()).map(|e| e.to_string()).unwrap_or_default();
+                    tracing::error!(error = %e, "cannot listen for SIGINT/SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received"),
-        () = term => tracing::info!("SIGTERM received"),
+        tracing::info!("Ctrl-C received");
     }
 }
