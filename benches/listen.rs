@@ -142,8 +142,8 @@ fn listening_path(c: &mut Criterion) {
         });
         // The same frame after other work has been through the core's caches, as in a server
         // where many calls, the socket I/O and the runtime share them between one call's
-        // frames: before each timed frame, an untimed pass writes over a buffer of twice this
-        // machine's per-core L2 (so the model weights are back in L3 at best).
+        // frames: before each timed frame, an untimed pass writes over a buffer of twice the
+        // machine's whole L2 (four times one core's), so the model weights are back in L3 at best.
         let mut evict = vec![0u64; EVICT_BYTES / 8];
         group.bench_function(BenchmarkId::new("frame_20ms_cold", name), |b| {
             b.iter_custom(|iters| {
