@@ -17,16 +17,16 @@
 //!
 //! # Packing
 //! Weights stay bytes (87 KB, shared by every call in the process: the f32 weights would be
-//! 350 KB, and streaming them from L2 took longer than the arithmetic), input-major with each
-//! gate's outputs padded to a multiple of 8 lanes, so every layer is one or two [`gemv_acc`]
-//! calls (about 87 k multiply-adds per frame), which widens them to f32 as it loads them. Sums
+//! 350 KB, and streaming them from L2 took longer than the arithmetic), each gate's outputs
+//! padded to a multiple of 8 lanes and every matrix [`Packed`] in the order the kernel reads it,
+//! so every layer is one or two [`gemv_acc`] calls (about 87 k multiply-adds per frame), which widens them to f32 as it loads them. Sums
 //! start from the integer bias and are scaled by 1/256 just before the activation, as
 //! `nnnoiseless` does.
 //!
 //! The activations are RNNoise's own approximations (a 201-entry tanh table with a first-order
 //! correction), reproduced exactly: the network is trained with them.
 
-use super::simd::{gemv_acc, Kernel, LANES};
+use super::simd::{gemv_acc, Kernel, Packed, LANES};
 use super::{NB_BANDS, NB_FEATURES};
 
 /// The model `nnnoiseless` ships, copied out of its crate source by `build.rs`.
@@ -91,7 +91,7 @@ struct Dense {
     outputs: usize,
     activation: Activation,
     /// `[inputs][pad(outputs)]`, the file's bytes.
-    w: Box<[i8]>,
+    w: Packed,
     /// `[pad(outputs)]`, the file's bytes as f32.
     bias: Box<[f32]>,
 }
@@ -104,9 +104,11 @@ struct Gru {
     neurons: usize,
     activation: Activation,
     /// `[inputs][3 · pad(neurons)]`, gates z, r, h, the file's bytes.
-    w_in: Box<[i8]>,
-    /// `[neurons][3 · pad(neurons)]`.
-    w_rec: Box<[i8]>,
+    w_in: Packed,
+    /// `[neurons][2 · pad(neurons)]`: the recurrent weights of gates z and r.
+    w_rec_zr: Packed,
+    /// `[neurons][pad(neurons)]`: the recurrent weights of the candidate h.
+    w_rec_h: Packed,
     /// `[3 · pad(neurons)]`, as f32.
     bias: Box<[f32]>,
 }
@@ -185,7 +187,13 @@ impl<'a> Reader<'a> {
         bias.resize(wide, 0f32);
         self.matrix(layer, inputs, outputs, &mut w, wide, 0)?;
         self.matrix(layer, 1, outputs, &mut bias, wide, 0)?;
-        Ok(Dense { inputs, outputs, activation, w: w.into(), bias: bias.into() })
+        Ok(Dense {
+            inputs,
+            outputs,
+            activation,
+            w: Packed::new(&w, wide, 0, inputs, wide),
+            bias: bias.into(),
+        })
     }
 
     fn gru(&mut self, layer: &'static str) -> Result<Gru, ModelError> {
@@ -211,7 +219,15 @@ impl<'a> Reader<'a> {
         for g in 0..3 {
             self.matrix(layer, 1, neurons, &mut bias, 0, g * wide)?;
         }
-        Ok(Gru { inputs, neurons, activation, w_in: w_in.into(), w_rec: w_rec.into(), bias: bias.into() })
+        Ok(Gru {
+            inputs,
+            neurons,
+            activation,
+            w_in: Packed::new(&w_in, 3 * wide, 0, inputs, 3 * wide),
+            w_rec_zr: Packed::new(&w_rec, 3 * wide, 0, neurons, 2 * wide),
+            w_rec_h: Packed::new(&w_rec, 3 * wide, 2 * wide, neurons, wide),
+            bias: bias.into(),
+        })
     }
 }
 
@@ -279,7 +295,7 @@ impl Dense {
     fn compute(&self, kernel: Kernel, x: &[f32], out: &mut [f32]) {
         let out = &mut out[..self.bias.len()];
         out.copy_from_slice(&self.bias);
-        gemv_acc(kernel, &self.w, self.bias.len(), &x[..self.inputs], out);
+        gemv_acc(kernel, &self.w, &x[..self.inputs], out);
         self.activation.apply_all(kernel, &mut out[..self.outputs]);
     }
 }
@@ -293,15 +309,15 @@ impl Gru {
         let gates = &mut gates[..stride];
         gates.copy_from_slice(&self.bias);
         // Input part of all three gates, then the recurrent part of z and r.
-        gemv_acc(kernel, &self.w_in, stride, &x[..self.inputs], gates);
-        gemv_acc(kernel, &self.w_rec, stride, &state[..n], &mut gates[..2 * wide]);
+        gemv_acc(kernel, &self.w_in, &x[..self.inputs], gates);
+        gemv_acc(kernel, &self.w_rec_zr, &state[..n], &mut gates[..2 * wide]);
         Activation::Sigmoid.apply_all(kernel, &mut gates[..2 * wide]);
         let mut reset_state = [0f32; MAX_NEURONS];
         for j in 0..n {
             reset_state[j] = state[j] * gates[wide + j];
         }
         // Recurrent part of the candidate, on the reset state.
-        gemv_acc(kernel, &self.w_rec[2 * wide..], stride, &reset_state[..n], &mut gates[2 * wide..]);
+        gemv_acc(kernel, &self.w_rec_h, &reset_state[..n], &mut gates[2 * wide..]);
         self.activation.apply_all(kernel, &mut gates[2 * wide..2 * wide + n]);
         for j in 0..n {
             let (z, h) = (gates[j], gates[2 * wide + j]);

@@ -4,10 +4,13 @@
 //! - [`dot`]: `Σ a[k]·b[k]` — the pitch search's refinement and period-doubling checks and the
 //!   LPC autocorrelation;
 //! - [`xcorr`]: `out[i] = Σ_k x[k]·y[i + k]` — the coarse pitch search over 147 lags;
-//! - [`gemv_acc`]: `out[j] += Σ_k w[k·stride + j]·x[k]`, `w` bytes — every dense and GRU layer.
-//!   The model's weights are input-major (one column of outputs per input), so the AVX2 kernel
-//!   keeps a block of up to 64 outputs in registers and streams the inputs: per 8 outputs, one
-//!   load widening 8 bytes to f32 and one fused multiply-add.
+//! - [`gemv_acc`]: `out[j] += Σ_k w[k][j]·x[k]`, `w` bytes — every dense and GRU layer. The
+//!   AVX2 kernel keeps a block of up to 64 outputs in registers and streams the inputs: per 8
+//!   outputs, one load widening 8 bytes to f32 and one fused multiply-add. The weights are
+//!   [`Packed`] in the order the kernel reads them, so a whole layer is one sequential stream
+//!   (the model is 87 KB, beyond L1: read in place from the file's input-major rows, a block
+//!   took one or two cache lines per input, `stride` bytes apart, and the kernel waited on
+//!   them).
 //!
 //! The portable kernels sum in a different order and round each multiply separately, so the two
 //! differ in the last bits; the tests bound both against an f64 reference.
@@ -113,26 +116,66 @@ fn dot4_portable(x: &[f32], y: &[f32]) -> f32 {
     sum
 }
 
-/// `out[j] += Σ_{k < x.len()} w[k·stride + j]·x[k]` for every `j < out.len()`.
+/// Output blocks of a [`Packed`] matrix: 64 outputs while they last, then 32, then 8 at a time —
+/// as many accumulators as the AVX2 kernel keeps in registers.
+fn blocks(outputs: usize) -> impl Iterator<Item = (usize, usize)> {
+    let mut j = 0;
+    std::iter::from_fn(move || {
+        let width = [8 * LANES, 4 * LANES, LANES].into_iter().find(|&w| j + w <= outputs)?;
+        j += width;
+        Some((j - width, width))
+    })
+}
+
+/// A weight matrix `w[k][j]` (`inputs` × `outputs` bytes) laid out for [`gemv_acc`]: the
+/// outputs cut into [`blocks`], and each block's weights contiguous, input after input — the
+/// block starting at output `j0` is `data[j0·inputs ..]`, `width` bytes per input.
+#[derive(Debug)]
+pub(super) struct Packed {
+    inputs: usize,
+    outputs: usize,
+    data: Box<[i8]>,
+}
+
+impl Packed {
+    /// Packs columns `from .. from + outputs` of the row-major matrix `w` (`inputs` rows,
+    /// `stride` bytes apart).
+    ///
+    /// # Panics
+    /// If `outputs` is not a multiple of [`LANES`] or the columns run past `w`.
+    pub(super) fn new(w: &[i8], stride: usize, from: usize, inputs: usize, outputs: usize) -> Self {
+        assert!(outputs % LANES == 0, "Packed: {outputs} outputs is not whole lanes");
+        assert!(inputs == 0 || (inputs - 1) * stride + from + outputs <= w.len(), "Packed: matrix too short");
+        let mut data = Vec::with_capacity(inputs * outputs);
+        for (j0, width) in blocks(outputs) {
+            for k in 0..inputs {
+                let at = k * stride + from + j0;
+                data.extend_from_slice(&w[at..at + width]);
+            }
+        }
+        Self { inputs, outputs, data: data.into() }
+    }
+}
+
+/// `out[j] += Σ_k w[k][j]·x[k]` for every output `j` of `w`.
 ///
 /// # Panics
-/// If `out.len()` is not a multiple of [`LANES`] or a column runs past `w`.
+/// If `x` is not as long as `w`'s inputs or `out` as its outputs.
 #[inline]
-pub(super) fn gemv_acc(kernel: Kernel, w: &[i8], stride: usize, x: &[f32], out: &mut [f32]) {
-    assert!(out.len() % LANES == 0, "gemv_acc: {} outputs is not whole lanes", out.len());
-    if x.is_empty() || out.is_empty() {
-        return;
-    }
-    assert!((x.len() - 1) * stride + out.len() <= w.len(), "gemv_acc: weights too short");
+pub(super) fn gemv_acc(kernel: Kernel, w: &Packed, x: &[f32], out: &mut [f32]) {
+    assert!(x.len() == w.inputs && out.len() == w.outputs, "gemv_acc: shapes");
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2 and FMA present (see `Kernel::detect`); the bounds were checked above.
-        Kernel::Avx2Fma => unsafe { avx2::gemv_acc(w, stride, x, out) },
+        // SAFETY: AVX2 and FMA present (see `Kernel::detect`); the shapes were checked above,
+        // and `Packed::new` made `data` exactly `inputs × outputs` bytes in `blocks` order.
+        Kernel::Avx2Fma => unsafe { avx2::gemv_acc(w, x, out) },
         _ => {
-            for (k, &xk) in x.iter().enumerate() {
-                let col = &w[k * stride..k * stride + out.len()];
-                for (o, &wj) in out.iter_mut().zip(col) {
-                    *o += f32::from(wj) * xk;
+            for (j0, width) in blocks(w.outputs) {
+                let block = &w.data[j0 * w.inputs..(j0 + width) * w.inputs];
+                for (row, &xk) in block.chunks_exact(width).zip(x) {
+                    for (o, &wj) in out[j0..j0 + width].iter_mut().zip(row) {
+                        *o += f32::from(wj) * xk;
+                    }
                 }
             }
         }
@@ -243,36 +286,31 @@ mod avx2 {
         (hsum(sl), hsum(sh))
     }
 
-    /// Outputs in blocks of 64, then 32, then 8, each block's accumulators in registers across
-    /// all inputs.
+    /// Each output block's accumulators in registers across all inputs, its weights read
+    /// sequentially.
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA; `out.len() % 8 == 0`; `(x.len() − 1)·stride + out.len() <= w.len()`.
+    /// The CPU has AVX2 and FMA; `x.len() == w.inputs`, `out.len() == w.outputs`, and `w.data` is
+    /// laid out as [`Packed::new`] makes it.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn gemv_acc(w: &[i8], stride: usize, x: &[f32], out: &mut [f32]) {
-        let mut j = 0;
-        while j + 8 * LANES <= out.len() {
-            out_block::<8>(w, stride, x, out, j);
-            j += 8 * LANES;
-        }
-        while j + 4 * LANES <= out.len() {
-            out_block::<4>(w, stride, x, out, j);
-            j += 4 * LANES;
-        }
-        while j < out.len() {
-            out_block::<1>(w, stride, x, out, j);
-            j += LANES;
+    pub(super) unsafe fn gemv_acc(w: &super::Packed, x: &[f32], out: &mut [f32]) {
+        for (j0, width) in super::blocks(w.outputs) {
+            let wp = w.data.as_ptr().add(j0 * w.inputs);
+            match width / LANES {
+                8 => out_block::<8>(wp, x, out, j0),
+                4 => out_block::<4>(wp, x, out, j0),
+                _ => out_block::<1>(wp, x, out, j0),
+            }
         }
     }
 
     #[inline(always)]
-    unsafe fn out_block<const B: usize>(w: &[i8], stride: usize, x: &[f32], out: &mut [f32], j0: usize) {
+    unsafe fn out_block<const B: usize>(mut wp: *const i8, x: &[f32], out: &mut [f32], j0: usize) {
         let op = out.as_mut_ptr().add(j0);
         let mut acc = [_mm256_setzero_ps(); B];
         for (b, a) in acc.iter_mut().enumerate() {
             *a = _mm256_loadu_ps(op.add(b * LANES));
         }
-        let mut wp = w.as_ptr().add(j0);
         for &xk in x {
             let xv = _mm256_set1_ps(xk);
             for (b, a) in acc.iter_mut().enumerate() {
@@ -280,7 +318,7 @@ mod avx2 {
                 let wv = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
                 *a = _mm256_fmadd_ps(wv, xv, *a);
             }
-            wp = wp.add(stride);
+            wp = wp.add(B * LANES);
         }
         for (b, a) in acc.iter().enumerate() {
             _mm256_storeu_ps(op.add(b * LANES), *a);
@@ -353,16 +391,28 @@ mod tests {
 
     #[test]
     fn gemv_acc_matches_f64_over_shapes() {
-        for (inputs, outs, stride) in [(42, 24, 24), (90, 144, 144), (114, 96, 288), (1, 8, 8), (24, 8, 8)] {
+        // (inputs, outputs, stride, first column): every block width, and a column range
+        // inside wider rows (a GRU's candidate gate).
+        for (inputs, outs, stride, from) in [
+            (42, 24, 24, 0),
+            (90, 144, 144, 0),
+            (114, 96, 288, 192),
+            (114, 192, 288, 0),
+            (1, 8, 8, 0),
+            (24, 8, 16, 8),
+        ] {
             let w: Vec<i8> = values(inputs * stride, 11).iter().map(|v| (v * 127.0) as i8).collect();
+            let packed = Packed::new(&w, stride, from, inputs, outs);
             let x = values(inputs, 13);
             let start = values(outs, 17);
             for kernel in kernels() {
                 let mut out = start.clone();
-                gemv_acc(kernel, &w, stride, &x, &mut out);
+                gemv_acc(kernel, &packed, &x, &mut out);
                 for (j, &o) in out.iter().enumerate() {
                     let want = f64::from(start[j])
-                        + (0..inputs).map(|k| f64::from(w[k * stride + j]) * f64::from(x[k])).sum::<f64>();
+                        + (0..inputs)
+                            .map(|k| f64::from(w[k * stride + from + j]) * f64::from(x[k]))
+                            .sum::<f64>();
                     assert!(
                         close(o / 128.0, want / 128.0, inputs),
                         "{kernel:?} {inputs}x{outs} j={j}: {o} vs {want}"
@@ -373,8 +423,15 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "weights too short")]
-    fn gemv_acc_checks_the_weights() {
-        gemv_acc(Kernel::Portable, &[0; 15], 8, &[1.0, 1.0], &mut [0.0; 8]);
+    fn blocks_cover_the_outputs_widest_first() {
+        assert_eq!(blocks(24).collect::<Vec<_>>(), [(0, 8), (8, 8), (16, 8)]);
+        assert_eq!(blocks(288).collect::<Vec<_>>(), [(0, 64), (64, 64), (128, 64), (192, 64), (256, 32)]);
+        assert_eq!(blocks(104).collect::<Vec<_>>(), [(0, 64), (64, 32), (96, 8)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "matrix too short")]
+    fn packing_checks_the_weights() {
+        Packed::new(&[0; 15], 8, 0, 2, 8);
     }
 }
