@@ -75,8 +75,6 @@ struct Tables {
     norm: f32,
     /// `dct[i][j]`: cos((i + ½)·j·π / 22), column 0 scaled by √½.
     dct: [[f32; NB_BANDS]; NB_BANDS],
-    /// For each bin below [`BAND_BINS`], its lower band.
-    bin_band: [u8; BAND_BINS],
     /// [`bin_frac_lo`](Self::bin_frac_lo) and [`bin_frac`](Self::bin_frac) repeated for the real
     /// and imaginary part of each bin, for [`band_corr`](Self::band_corr) on the flat spectrum.
     flat_lo: [f32; 2 * BAND_BINS],
@@ -115,14 +113,12 @@ impl Tables {
                 }
             }
         }
-        let (mut bin_band, mut bin_frac, mut bin_frac_lo) =
-            ([0u8; BAND_BINS], [0f32; BAND_BINS], [0f32; BAND_BINS]);
+        let (mut bin_frac, mut bin_frac_lo) = ([0f32; BAND_BINS], [0f32; BAND_BINS]);
         for band in 0..NB_BANDS - 1 {
             let (start, width) = (BAND_EDGES[band] * 4, (BAND_EDGES[band + 1] - BAND_EDGES[band]) * 4);
             for j in 0..width {
                 let frac = j as f32 / width as f32;
-                (bin_band[start + j], bin_frac[start + j], bin_frac_lo[start + j]) =
-                    (band as u8, frac, 1.0 - frac);
+                (bin_frac[start + j], bin_frac_lo[start + j]) = (frac, 1.0 - frac);
             }
         }
         let (mut flat_lo, mut flat_hi) = ([0f32; 2 * BAND_BINS], [0f32; 2 * BAND_BINS]);
@@ -131,7 +127,7 @@ impl Tables {
         }
         let mut planner = RealFftPlanner::<f32>::new();
         let (fft, ifft) = (planner.plan_fft_forward(WINDOW), planner.plan_fft_inverse(WINDOW));
-        Tables { window, norm, dct, bin_band, bin_frac, bin_frac_lo, flat_lo, flat_hi, fft, ifft }
+        Tables { window, norm, dct, bin_frac, bin_frac_lo, flat_lo, flat_hi, fft, ifft }
     }
 
     /// Triangular band sums of `Re(a·conj(b))`: each bin split between its two bands; the two
@@ -163,9 +159,16 @@ impl Tables {
 
     /// Per-bin values interpolated linearly between band values; 0 above [`BAND_BINS`].
     fn interp_bands(&self, band: &[f32; NB_BANDS], out: &mut [f32; FREQ]) {
-        for (i, o) in out[..BAND_BINS].iter_mut().enumerate() {
-            let b = self.bin_band[i] as usize;
-            *o = self.bin_frac_lo[i] * band[b] + self.bin_frac[i] * band[b + 1];
+        // Band by band, so the two band values are constants of the inner loop (which then
+        // runs whole vectors: every band is a multiple of 4 bins).
+        for (i, edges) in BAND_EDGES.windows(2).enumerate() {
+            let bins = edges[0] * 4..edges[1] * 4;
+            let (lo, hi) = (band[i], band[i + 1]);
+            for ((o, &wl), &wh) in
+                out[bins.clone()].iter_mut().zip(&self.bin_frac_lo[bins.clone()]).zip(&self.bin_frac[bins])
+            {
+                *o = wl * lo + wh * hi;
+            }
         }
         out[BAND_BINS..].fill(0.0);
     }
