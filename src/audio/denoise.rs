@@ -56,6 +56,7 @@ use nnnoiseless::DenoiseState;
 
 use super::resample::StreamResampler;
 use super::rnnoise::Rnnoise;
+use super::simd::FlushSubnormals;
 
 /// What the listener suppresses before VAD and speech recognition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,6 +303,8 @@ impl RnnPath {
 
     /// Denoises one 16 kHz frame into `output`; returns the larger of the two VAD probabilities.
     fn process(&mut self, input: &[i16], output: &mut [i16]) -> f32 {
+        // Subnormals cost RNNoise's transforms microcode assists (see `FlushSubnormals`).
+        let _flush = FlushSubnormals::new();
         self.up_out.clear();
         self.up.process(input, &mut self.up_out);
         debug_assert_eq!(self.up_out.len(), Denoiser::RNN_RATE_FRAME_SAMPLES);
