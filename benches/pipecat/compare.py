@@ -19,7 +19,10 @@ Per run (each side and concurrency C, sides alternated back to back, repeated RE
    call starts to the start of the last call), the call-seconds in it (exact, from each call's
    start and duration), jitter percentiles, gaps, failed calls, and the echo delay of each call
    (its first audible frame back, `greetingMs`, minus when the first audible caller frame was
-   sent — the same -45 dBFS test on the fixture).
+   sent — the same -45 dBFS test on the fixture);
+5. a run where some call heard no echo, or fewer messages came back than a tenth of the frames
+   sent, is marked void (the server did not keep up: its CPU figure is a cap) and left out of the
+   ratios.
 
 Figures: CPU-ms per call-second = server CPU over the window ÷ call-seconds in it;
 memory per call = (median RSS over the window − idle RSS) ÷ C. Results also go to
@@ -281,12 +284,25 @@ def one_run(side, concurrency, args):
                   for c in calls if c.get("greetingMs") is not None and c["fixture"] in args["first_audible_ms"]]
         row["echo_ms"] = delays
         row["echo_answered"] = f"{len(delays)}/{len(calls)}"
+        # A server that cannot keep up (its event loop saturated) sends (almost) nothing back, and
+        # its CPU per call-second is then capped by the stall, not what the path costs: such a run
+        # is void and stays out of the ratios. Pipecat's replies are ≈ 100 ms messages (five of
+        # our 20 ms frames), so a full echo is ≥ 1/5 of the frames sent; 1/10 leaves room.
+        faults = []
+        if len(delays) < len(calls):
+            faults.append(f"{len(calls) - len(delays)} of {len(calls)} calls heard no echo")
+        sent, received = report["totals"]["framesSent"], report["totals"]["framesReceived"]
+        if received < sent / 10:
+            faults.append(f"{received} messages back for {sent} frames sent")
+        row["void"] = "; ".join(faults) or None
         print(f"  {side:11} C={concurrency:<3} ok {row['ok']}/{row['calls']}  "
               f"cpu {row.get('cpu_ms_per_call_s', float('nan')):.2f} ms/call-s  "
               f"mem {row.get('mem_per_call', 0) / 2**20:.2f} MiB/call  "
               f"jitter p50/p99 {row['jitter']['p50']}/{row['jitter']['p99']} ms  "
               f"echo p50 {statistics.median(delays) if delays else float('nan'):.0f} ms  load {load[0]:.2f}",
               flush=True)
+        if row["void"]:
+            print(f"  VOID ({side} did not keep up: {row['void']}): left out of the ratios", flush=True)
         if row["ok"] < row["calls"]:
             print(stdout[-2000:])
         return row
@@ -314,7 +330,8 @@ def table(rows):
     for r in rows:
         mib = 2**20
         lines.append(
-            f"| {r['side']} | {r['concurrency']} | {r['ok']}/{r['calls']} | "
+            f"| {r['side']}{' (void: ' + r['void'] + ')' if r.get('void') else ''} | {r['concurrency']} | "
+            f"{r['ok']}/{r['calls']} | "
             f"{fmt(r.get('cpu_ms_per_call_s'), '.2f')} | "
             f"{fmt(r['mem_per_call'] / mib if 'mem_per_call' in r else None, '.2f')} MiB | "
             f"{r['idle_rss'] / mib:.0f} → {fmt(r['rss'] / mib if 'rss' in r else None, '.0f')} MiB | "
@@ -330,7 +347,8 @@ def ratios(rows):
     for c in sorted({r["concurrency"] for r in rows}):
         med = {}
         for side in ("switchboard", "pipecat"):
-            rs = [r for r in rows if r["side"] == side and r["concurrency"] == c and "cpu_ms_per_call_s" in r]
+            rs = [r for r in rows if r["side"] == side and r["concurrency"] == c
+                  and "cpu_ms_per_call_s" in r and not r.get("void")]
             if rs:
                 med[side] = (statistics.median(r["cpu_ms_per_call_s"] for r in rs),
                              statistics.median(r["mem_per_call"] for r in rs))
