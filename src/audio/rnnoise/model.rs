@@ -19,9 +19,9 @@
 //! Weights stay bytes (87 KB, shared by every call in the process: the f32 weights would be
 //! 350 KB, and streaming them from L2 took longer than the arithmetic), each gate's outputs
 //! padded to a multiple of 8 lanes and every matrix [`Packed`] in the order the kernel reads it,
-//! so every layer is one or two [`gemv_acc`] calls (about 87 k multiply-adds per frame), which widens them to f32 as it loads them. Sums
-//! start from the integer bias and are scaled by 1/256 just before the activation, as
-//! `nnnoiseless` does.
+//! so every layer is one or two [`gemv_acc`] calls (about 87 k multiply-adds per frame), which
+//! widens them to f32 as it loads them. Sums start from the integer bias and are scaled by
+//! 1/256 just before the activation, as `nnnoiseless` does.
 //!
 //! The activations are RNNoise's own approximations (a 201-entry tanh table with a first-order
 //! correction), reproduced exactly: the network is trained with them.
