@@ -3,29 +3,45 @@
 # 8 kHz, mono) and a JSON annotation per call (each caller turn's start/end in ms and its text,
 # plus what the call is meant to exercise). espeak-ng + sox only; deterministic.
 #   ./generate-calls.sh
+# The same calls in a neural voice (Piper `joe`, spoken by `switchboard say`) go to calls-piper/:
+#   SAY=piper SWITCHBOARD_BIN=path/to/switchboard ./generate-calls.sh
+# Every espeak voice and rate then becomes joe at speed wpm/190 (joe's own rate is about 190 wpm);
+# the Spanish call is left out (no Spanish Piper voice is installed). Piper samples its prosody
+# with onnxruntime's unseeded random generator, so a rerun gives other (equally valid) bytes.
 set -euo pipefail
+engine=${SAY:-espeak}
+case $engine in
+  espeak) out=calls ;;
+  piper) out=calls-piper ;;
+  *) echo "SAY must be espeak or piper, not $engine" >&2; exit 2 ;;
+esac
 # -R: sox seeds its dither the same way every run, so the output is byte-identical. The newer calls
 # (second half) also set nodither=1: -D, no dither at all, so their silences are digital zero.
 nodither=""
 sox() { command sox -R ${nodither:+-D} "$@"; }
 cd "$(dirname "$0")"
-mkdir -p calls
+mkdir -p "$out"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
 # say FILE VOICE WPM TEXT → 8 kHz 16-bit WAV of the words, trimmed of espeak's own edge silence
 # (lowered by $headroom dB first, if set, so the resampler never clips).
 headroom=""
 say() {
-  espeak-ng -v "$2" -s "$3" -w "$tmp/raw.wav" "$4"
+  if [ "$engine" = piper ]; then
+    "${SWITCHBOARD_BIN:-switchboard}" say --voice joe --speed "$(python3 -c "import sys; print(min(2.0, max(0.5, int(sys.argv[1]) / 190)))" "$3")" --out "$tmp/raw.wav" "$4" 2>/dev/null
+  else
+    espeak-ng -v "$2" -s "$3" -w "$tmp/raw.wav" "$4"
+  fi
   sox "$tmp/raw.wav" -r 8000 -c 1 -b 16 "$1" ${headroom:+gain -$headroom} silence 1 0.01 0.5% reverse silence 1 0.01 0.5% reverse
 }
 sil() { sox -n -r 8000 -c 1 -b 16 "$1" trim 0 "$2"; }
 ms() { python3 -c "import sys; print(round(float(sys.argv[1]) * 1000))" "$(soxi -D "$1")"; }
 
 # call NAME EXPECT_JSON VOICE WPM then pairs of (gap-seconds-before, text) …, then a trailing gap.
-# Writes calls/NAME.mulaw-8k.wav and calls/NAME.json.
+# Writes $out/NAME.mulaw-8k.wav and $out/NAME.json.
 call() {
   local name=$1 expect=$2 voice=$3 wpm=$4; shift 4
+  if [ "$engine" = piper ]; then voice=joe; fi
   local parts=() turns="" t=0 i=0
   while [ $# -gt 1 ]; do
     local gap=$1 text=$2; shift 2
@@ -38,10 +54,10 @@ call() {
     t=$((t + d)); i=$((i + 1))
   done
   sil "$tmp/tail.wav" "$1"; parts+=("$tmp/tail.wav")
-  sox "${parts[@]}" -e mu-law -b 8 "calls/$name.mulaw-8k.wav"
-  local total; total=$(ms "calls/$name.mulaw-8k.wav")
+  sox "${parts[@]}" -e mu-law -b 8 "$out/$name.mulaw-8k.wav"
+  local total; total=$(ms "$out/$name.mulaw-8k.wav")
   printf '{\n  "file": "%s.mulaw-8k.wav",\n  "format": "G.711 mu-law, 8 kHz, mono",\n  "durationMs": %s,\n  "voice": "%s",\n  "wpm": %s,\n  "callerTurns": [%s],\n  "expect": %s\n}\n' \
-    "$name" "$total" "$voice" "$wpm" "$turns" "$expect" > "calls/$name.json"
+    "$name" "$total" "$voice" "$wpm" "$turns" "$expect" > "$out/$name.json"
 }
 
 # Two caller turns with a clear pause: two recorded turns, in order.
@@ -73,12 +89,12 @@ say "$tmp/vm1.wav" en-us 165 "Hi, you have reached Sam. I can't take your call r
 sil "$tmp/vm2.wav" 0.4
 sox -n -r 8000 -c 1 -b 16 "$tmp/beep.wav" synth 0.5 sine 1000 vol 0.316
 sil "$tmp/vm3.wav" 8.0
-sox "$tmp/vm0.wav" "$tmp/vm1.wav" "$tmp/vm2.wav" "$tmp/beep.wav" "$tmp/vm3.wav" -e mu-law -b 8 calls/voicemail.mulaw-8k.wav
+sox "$tmp/vm0.wav" "$tmp/vm1.wav" "$tmp/vm2.wav" "$tmp/beep.wav" "$tmp/vm3.wav" -e mu-law -b 8 "$out"/voicemail.mulaw-8k.wav
 g_end=$(( $(ms "$tmp/vm0.wav") + $(ms "$tmp/vm1.wav") ))
 beep_start=$(( g_end + $(ms "$tmp/vm2.wav") ))
 beep_end=$(( beep_start + $(ms "$tmp/beep.wav") ))
-printf '{\n  "file": "voicemail.mulaw-8k.wav",\n  "format": "G.711 mu-law, 8 kHz, mono",\n  "durationMs": %s,\n  "voice": "en-us",\n  "wpm": 165,\n  "callerTurns": [{"startMs": %s, "endMs": %s, "text": "Hi, you have reached Sam. I can'"'"'t take your call right now. Please leave a message after the tone."}],\n  "expect": {"beepStartMs": %s, "beepEndMs": %s, "voicemail": true}\n}\n' \
-  "$(ms calls/voicemail.mulaw-8k.wav)" "$(ms "$tmp/vm0.wav")" "$g_end" "$beep_start" "$beep_end" > calls/voicemail.json
+printf '{\n  "file": "voicemail.mulaw-8k.wav",\n  "format": "G.711 mu-law, 8 kHz, mono",\n  "durationMs": %s,\n  "voice": "%s",\n  "wpm": 165,\n  "callerTurns": [{"startMs": %s, "endMs": %s, "text": "Hi, you have reached Sam. I can'"'"'t take your call right now. Please leave a message after the tone."}],\n  "expect": {"beepStartMs": %s, "beepEndMs": %s, "voicemail": true}\n}\n' \
+  "$(ms "$out"/voicemail.mulaw-8k.wav)" "$([ "$engine" = piper ] && echo joe || echo en-us)" "$(ms "$tmp/vm0.wav")" "$g_end" "$beep_start" "$beep_end" > "$out"/voicemail.json
 
 # --- More calls (issue 6): other voices and rates, noise beds, DTMF, a monologue, a silent caller and
 # a Spanish call. Built as a timeline of 16-bit parts (begin, then gap/turn/monologue/dtmf in order,
@@ -87,6 +103,7 @@ printf '{\n  "file": "voicemail.mulaw-8k.wav",\n  "format": "G.711 mu-law, 8 kHz
 nodither=1 headroom=3
 begin() { # NAME VOICE WPM
   name=$1 voice=$2 wpm=$3 parts=() samples=0 t=0 n=0 turns="" spans=() dtmfs="" pauses="" language=en bed="" snr=""
+  if [ "$engine" = piper ]; then voice=joe; fi
 }
 add() { parts+=("$1"); samples=$((samples + $(soxi -s "$1"))); t=$(((samples + 4) / 8)); }
 gap() { n=$((n + 1)); sil "$tmp/p$n.wav" "$1"; add "$tmp/p$n.wav"; }
@@ -147,7 +164,7 @@ print(f"{os.path.basename(speech)}: bed gain {20 * math.log10(g):.2f} dB, overal
 PY
 }
 # EXPECT_JSON: splices the parts (mixing in the noise bed if `noise` was called) and writes
-# calls/$name.mulaw-8k.wav and calls/$name.json.
+# $out/$name.mulaw-8k.wav and $out/$name.json.
 finish() {
   sox "${parts[@]}" "$tmp/$name.wav"
   if [ -n "$bed" ]; then
@@ -159,14 +176,14 @@ finish() {
     mixbed "$tmp/mix.wav" "$tmp/$name.wav" "$tmp/bed.wav" "$snr" "${spans[@]}"
     mv "$tmp/mix.wav" "$tmp/$name.wav"
   fi
-  sox "$tmp/$name.wav" -e mu-law -b 8 "calls/$name.mulaw-8k.wav"
+  sox "$tmp/$name.wav" -e mu-law -b 8 "$out/$name.mulaw-8k.wav"
   local opt=""
   [ "$language" != en ] && opt="$opt  \"language\": \"$language\",\n"
   opt="$opt  \"callerTurns\": [$turns],\n"
   [ -n "$dtmfs" ] && opt="$opt  \"dtmf\": [$dtmfs],\n"
   [ -n "$bed" ] && opt="$opt  \"noise\": {\"bed\": \"$bed\", \"snrDb\": $snr},\n"
   printf '{\n  "file": "%s.mulaw-8k.wav",\n  "format": "G.711 mu-law, 8 kHz, mono",\n  "durationMs": %s,\n  "voice": "%s",\n  "wpm": %s,\n%b  "expect": %s\n}\n' \
-    "$name" "$(ms "calls/$name.mulaw-8k.wav")" "$voice" "$wpm" "$opt" "$1" > "calls/$name.json"
+    "$name" "$(ms "$out/$name.mulaw-8k.wav")" "$voice" "$wpm" "$opt" "$1" > "$out/$name.json"
 }
 noise() { bed=$1 snr=$2; } # BED SNR-DB: mix noise-BED.mulaw-16k.wav under the whole call
 
@@ -201,15 +218,17 @@ dtmf 4
 gap 3.0
 finish '{"turns": 2, "dtmfDigits": "4"}'
 
-# Non-English: two turns in Spanish.
-begin spanish es 150
-language=es
-gap 0.6
-turn "Hola, quisiera reservar una mesa para dos personas."
-gap 2.5
-turn "¿Tienen mesa junto a la ventana?"
-gap 2.5
-finish '{"turns": 2}'
+# Non-English: two turns in Spanish (espeak only: no Spanish Piper voice).
+if [ "$engine" = espeak ]; then
+  begin spanish es 150
+  language=es
+  gap 0.6
+  turn "Hola, quisiera reservar una mesa para dos personas."
+  gap 2.5
+  turn "¿Tienen mesa junto a la ventana?"
+  gap 2.5
+  finish '{"turns": 2}'
+fi
 
 # Two turns over the café bed (babble, clinks) at 10 dB SNR.
 begin noisy-cafe-10db en-us+f2 165
@@ -247,4 +266,4 @@ gap 2.5
 turn "And on Sunday?"
 gap 2.5
 finish '{"turns": 2}'
-ls -l calls/
+ls -l "$out"/

@@ -31,6 +31,27 @@ enum Command {
     /// Load-test a media-websocket server: simulated gateway callers play recorded calls and
     /// measure response latency, barge-in reaction, egress jitter and protocol faults.
     Loadtest(LoadtestArgs),
+    /// Speak a text with a catalogue voice into a WAV file (16 kHz, 16-bit mono), offline: to
+    /// hear a voice, or to make recorded-call fixtures (audio-fixtures/generate-calls.sh).
+    Say(SayArgs),
+}
+
+#[derive(clap::Args)]
+struct SayArgs {
+    /// The words to speak.
+    text: String,
+    /// Catalogue voice id (`joe` = Piper, the others espeak-ng; see `GET /v1/voices`).
+    #[arg(long, default_value = "joe")]
+    voice: String,
+    /// Speaking rate, 0.5 … 2.0 (1 = the voice's natural rate).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Where the model weights are [default: models].
+    #[arg(long, env = "SWITCHBOARD_MODELS_DIR", default_value = "models")]
+    models_dir: std::path::PathBuf,
+    /// The WAV file to write.
+    #[arg(long, short)]
+    out: std::path::PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -52,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(raw) => serve(raw).await,
         Command::Keys { action, database_url } => keys(action, database_url).await,
         Command::Loadtest(args) => loadtest(args).await,
+        Command::Say(args) => say(args).await,
     }
 }
 
@@ -73,6 +95,46 @@ async fn loadtest(args: LoadtestArgs) -> anyhow::Result<()> {
     if report.totals.failed > 0 {
         std::process::exit(1);
     }
+    Ok(())
+}
+
+/// Synthesizes `args.text` with the voice's own engine (Piper for Piper's voices, which then
+/// must be installed; espeak-ng for the others) and writes it as a 16 kHz WAV.
+async fn say(args: SayArgs) -> anyhow::Result<()> {
+    use switchboard::providers::tts::{espeak::EspeakTts, piper::PiperTts, TtsEngine, TtsRequest};
+    use switchboard::voices::VoiceCatalogue;
+    anyhow::ensure!(
+        (0.5..=2.0).contains(&args.speed),
+        "--speed must be within 0.5 … 2.0, not {}",
+        args.speed
+    );
+    let catalogue = VoiceCatalogue::for_engines(&args.models_dir, false);
+    let Some(voice) = catalogue.get(&args.voice) else {
+        let ids: Vec<&str> = catalogue.all().iter().map(|v| v.voice_id).collect();
+        anyhow::bail!("unknown --voice {:?}; installed voices: {}", args.voice, ids.join(", "));
+    };
+    let req = TtsRequest {
+        text: args.text.clone(),
+        engine_voice: voice.engine_voice.to_string(),
+        speed: args.speed,
+    };
+    let pcm = if voice.provider == "piper" {
+        let piper = PiperTts::load(&args.models_dir)
+            .with_context(|| format!("voice {} needs Piper (run `make models`)", args.voice))?;
+        piper.synthesize(req).await?
+    } else {
+        EspeakTts::new().synthesize(req).await?
+    };
+    let samples: Vec<f32> = pcm.iter().map(|&s| f32::from(s) / 32_768.0).collect();
+    let wav = switchboard::providers::stt::remote::wav_bytes(&samples, 16_000);
+    std::fs::write(&args.out, wav).with_context(|| format!("cannot write {}", args.out.display()))?;
+    eprintln!(
+        "{}: {:.2} s of {} ({})",
+        args.out.display(),
+        pcm.len() as f64 / 16_000.0,
+        args.voice,
+        voice.provider
+    );
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! The `switchboard` binary as a subprocess: `keys create|list|revoke` and `serve` (key handling,
-//! JSON logs without secrets, SIGTERM shutdown), each against its own SQLite file.
+//! JSON logs without secrets, SIGTERM shutdown), each against its own SQLite file; `say`.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -316,4 +316,61 @@ async fn serve_on_a_fresh_database_prints_a_working_key_once() {
     let (status, stdout, stderr) = again.terminate();
     assert!(status.success(), "exit {status}; stderr: {stderr}");
     assert!(!stdout.contains("sb_live_"), "a second key was printed: {stdout}");
+}
+
+/// Samples of a 16 kHz mono 16-bit WAV written by `say` (its 44-byte header checked).
+fn say_wav(path: &Path) -> Vec<i16> {
+    let bytes = std::fs::read(path).expect("say wrote the file");
+    assert_eq!((&bytes[0..4], &bytes[8..16]), (&b"RIFF"[..], &b"WAVEfmt "[..]));
+    assert_eq!(u32::from_le_bytes(bytes[24..28].try_into().unwrap()), 16_000, "16 kHz");
+    assert_eq!(u16::from_le_bytes([bytes[22], bytes[23]]), 1, "mono");
+    bytes[44..].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+}
+
+#[test]
+fn say_speaks_a_catalogue_voice_into_a_wav_and_refuses_bad_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = std::env::var_os("SWITCHBOARD_MODELS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let say = |voice: &str, speed: &str, out: &Path| {
+        switchboard()
+            .args(["say", "--voice", voice, "--speed", speed, "--out"])
+            .arg(out)
+            .arg("Thank you for calling.")
+            .env("SWITCHBOARD_MODELS_DIR", &models)
+            .output()
+            .expect("runs")
+    };
+    let mut voices = vec!["espeak-en-us"];
+    if models.join(switchboard::voices::PIPER_JOE_MODEL).is_file() {
+        voices.push("joe");
+    } else {
+        eprintln!("SKIP joe: Piper's weights are not in {} (`make models`)", models.display());
+    }
+    for voice in voices {
+        let (slow, fast) =
+            (dir.path().join(format!("{voice}-slow.wav")), dir.path().join(format!("{voice}-fast.wav")));
+        for (out, speed) in [(&slow, "0.8"), (&fast, "1.6")] {
+            let o = say(voice, speed, out);
+            assert!(o.status.success(), "{voice}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        let (slow, fast) = (say_wav(&slow), say_wav(&fast));
+        let peak = slow.iter().map(|s| s.unsigned_abs()).max().unwrap();
+        assert!(slow.len() > 8_000 && peak > 3_000, "{voice}: {} samples, peak {peak}", slow.len());
+        assert!(
+            fast.len() * 10 < slow.len() * 8,
+            "{voice}: speed 1.6 is shorter: {} vs {}",
+            fast.len(),
+            slow.len()
+        );
+    }
+    let bad = dir.path().join("bad.wav");
+    let o = say("nobody", "1.0", &bad);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--voice") && err.contains("espeak-en-us"), "{err}");
+    let o = say("espeak-en-us", "3", &bad);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--speed"), "{err}");
+    assert!(!bad.exists(), "nothing written on a refusal");
 }

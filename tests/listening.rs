@@ -25,9 +25,15 @@ fn annotation(name: &str) -> Value {
     Fixture::annotation(name)
 }
 
-/// The fixture as Twilio media messages, then `tail_secs` of silence.
+/// The fixture as Twilio media messages, then `tail_secs` of silence. `name` is a call in
+/// `calls/`, or `DIR/NAME` for another folder of calls (`calls-piper/two-turns`).
 fn call_audio(name: &str, tail_secs: f64) -> Vec<Message> {
-    let fx = Fixture::load(&format!("calls/{name}.mulaw-8k.wav"));
+    let path = if name.contains('/') {
+        format!("{name}.mulaw-8k.wav")
+    } else {
+        format!("calls/{name}.mulaw-8k.wav")
+    };
+    let fx = Fixture::load(&path);
     let mut frames = fx.frames();
     frames.extend(std::iter::repeat_n(vec![0xFF; 160], (tail_secs * 50.0) as usize));
     frames.iter().enumerate().map(|(i, f)| twilio::media(i, f)).collect()
@@ -78,6 +84,49 @@ async fn a_recorded_call_becomes_its_caller_turns() {
     for name in ["switchboard_stt_seconds_count", "switchboard_endpointing_seconds_count"] {
         assert!(metrics.lines().any(|l| l.starts_with(name) && !l.ends_with(" 0")), "{name} in {metrics}");
     }
+}
+
+/// Streams `calls-piper/NAME` to an agent with `denoising_mode` and returns the WER of the
+/// recorded turns over the call's words, after checking there is one turn per annotated turn.
+async fn piper_call_wer(name: &str, denoising_mode: &str) -> f64 {
+    let s = TestServer::start().await;
+    let agent = json!({"name": "Listener", "maxSilenceMs": 60000, "denoisingMode": denoising_mode});
+    let (_c, rec) = run_call(&s, agent, &format!("calls-piper/{name}"), 2.0).await;
+    let ann = Fixture::annotation(&format!("../calls-piper/{name}.json"));
+    let want = ann["callerTurns"].as_array().unwrap();
+    assert_eq!(rec.turns.len(), want.len(), "{name}: turns {:?}, events {:?}", rec.turns, rec.events);
+    let said: Vec<&str> = want.iter().map(|t| t["text"].as_str().unwrap()).collect();
+    let heard: Vec<&str> = rec.turns.iter().map(|t| t.transcript.as_str()).collect();
+    let e = wer(&said.join(" "), &heard.join(" "));
+    eprintln!("{name} ({denoising_mode}): WER {:.1}%: {heard:?} for {said:?}", e * 100.0);
+    e
+}
+
+/// The same call in Piper's neural voice (`audio-fixtures/calls-piper`), end to end: the turns
+/// the listener records (endpointed by the VAD on the denoised audio, transcribed by the final
+/// pass) are within the issue's 10 % over the call's words. Measured 4.5 % (one word: "please"
+/// heard twice at the end of the second turn).
+#[tokio::test]
+async fn the_piper_call_is_heard_within_10_percent_wer() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let e = piper_call_wer("two-turns", "noise-cancellation").await;
+    assert!(e <= 0.10, "two-turns: WER {:.1}% > 10%", e * 100.0);
+}
+
+/// The café call (babble and clinks at 10 dB SNR) does NOT meet the issue's 20 % end to end,
+/// though its audio transcribes at 0–6 % when cut at the annotated turns (tests/call_transcripts.rs):
+/// - with `noise-cancellation` (the default) RNNoise leaves the babble, Silero calls it speech,
+///   and the call is one utterance from 140 ms to the hang-up: no turn at all;
+/// - with `noise-and-background-speech-cancellation` the gate lets the VAD end the turns, but it
+///   also cuts the caller's first turn in two and clips words ("Hi, I'm calling. Reservation
+///   night," for "Hi, I'm calling to change my reservation for tonight."): 50 % WER.
+/// This pins the second figure so a change shows; the target needs speech-to-text on un-gated
+/// audio and a VAD that holds its ground against a speech bed.
+#[tokio::test]
+async fn the_piper_cafe_call_is_heard_in_the_background_speech_mode() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let e = piper_call_wer("noisy-cafe-10db", "noise-and-background-speech-cancellation").await;
+    assert!(e <= 0.60, "noisy-cafe-10db: WER {:.1}% > 60%", e * 100.0);
 }
 
 #[tokio::test]
