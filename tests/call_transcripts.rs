@@ -63,23 +63,12 @@ struct Call {
 }
 
 fn load_calls(dir: &str) -> Vec<Call> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("audio-fixtures").join(dir);
-    let mut jsons: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    jsons.sort();
-    jsons
+    common::media::Fixture::call_annotations(dir)
         .iter()
         .map(|path| {
             let ann: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-            let fixture = format!(
-                "{}/{}",
-                dir.file_name().unwrap().to_string_lossy(),
-                ann["file"].as_str().expect("file")
-            );
+            let fixture = format!("{dir}/{}", ann["file"].as_str().expect("file"));
             let wav = common::media::Fixture::load(&fixture);
             assert_eq!((wav.sample_rate_hz, wav.width), (8_000, 1), "{fixture}: μ-law 8 kHz");
             let narrow: Vec<i16> = wav.data.iter().map(|&b| mulaw_decode(b)).collect();

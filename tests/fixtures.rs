@@ -4,8 +4,12 @@
 //! silences, DTMF keys and beeps it promises are in the audio; and together the calls cover the
 //! cases issue 6 asks for. No server, no models: this reads the files only.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+use common::media::Fixture;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -113,13 +117,7 @@ fn calls_dir(dir: &str) -> PathBuf {
 /// Every annotated call in `audio-fixtures/DIR`, by name; panics on a JSON that does not parse or
 /// a WAV that is not μ-law 8 kHz mono.
 fn load_calls(dir: &str) -> Vec<Call> {
-    let mut jsons: Vec<PathBuf> = std::fs::read_dir(calls_dir(dir))
-        .unwrap_or_else(|e| panic!("audio-fixtures/{dir}: {e}"))
-        .map(|e| e.expect("readable directory entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    jsons.sort();
-    jsons
+    Fixture::call_annotations(dir)
         .iter()
         .map(|path| {
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();

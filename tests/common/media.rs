@@ -46,6 +46,19 @@ impl Fixture {
         panic!("{name}: no data chunk");
     }
 
+    /// The annotation files of the recorded calls in `audio-fixtures/DIR` (`calls`,
+    /// `calls-piper`), sorted by name.
+    pub fn call_annotations(dir: &str) -> Vec<PathBuf> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("audio-fixtures").join(dir);
+        let mut jsons: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.expect("readable directory entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        jsons.sort();
+        jsons
+    }
+
     /// The JSON annotation of a recorded call (`audio-fixtures/calls/NAME`).
     pub fn annotation(name: &str) -> Value {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("audio-fixtures/calls").join(name);
