@@ -28,7 +28,8 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 headroom=""
 say() {
   if [ "$engine" = piper ]; then
-    "${SWITCHBOARD_BIN:-switchboard}" say --voice joe --speed "$(python3 -c "import sys; print(min(2.0, max(0.5, int(sys.argv[1]) / 190)))" "$3")" --out "$tmp/raw.wav" "$4" 2>/dev/null
+    "${SWITCHBOARD_BIN:-switchboard}" say --voice joe --speed "$(python3 -c "import sys; print(min(2.0, max(0.5, int(sys.argv[1]) / 190)))" "$3")" --out "$tmp/raw.wav" "$4" 2>"$tmp/say.err" \
+      || { cat "$tmp/say.err" >&2; echo "switchboard say failed on: $4" >&2; exit 1; }
   else
     espeak-ng -v "$2" -s "$3" -w "$tmp/raw.wav" "$4"
   fi
