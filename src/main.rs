@@ -111,7 +111,13 @@ async fn say(args: SayArgs) -> anyhow::Result<()> {
     let catalogue = VoiceCatalogue::for_engines(&args.models_dir, false);
     let Some(voice) = catalogue.get(&args.voice) else {
         let ids: Vec<&str> = catalogue.all().iter().map(|v| v.voice_id).collect();
-        anyhow::bail!("unknown --voice {:?}; installed voices: {}", args.voice, ids.join(", "));
+        let piper = args.models_dir.join(switchboard::voices::PIPER_JOE_MODEL);
+        let hint = if piper.is_file() {
+            String::new()
+        } else {
+            format!(" (Piper's voice joe needs {}: run `make models`)", piper.display())
+        };
+        anyhow::bail!("unknown --voice {:?}; installed voices: {}{hint}", args.voice, ids.join(", "));
     };
     let req = TtsRequest {
         text: args.text.clone(),
