@@ -104,8 +104,6 @@ struct Speculation {
     seq: u64,
     /// The end of speech it assumed (media time of the first silent frame).
     end: Duration,
-    /// The VAD has ended the utterance there: the result is the final transcript.
-    promoted: bool,
     /// Its result was announced as [`ListenerEvent::Tentative`].
     announced: bool,
     /// The result, once in (while not yet promoted).
@@ -133,7 +131,12 @@ pub struct Listening {
     utterance: Option<Utterance>,
     next_seq: u64,
     partial_in_flight: bool,
+    /// The speculative pass of the utterance under way (not yet confirmed by the VAD).
     speculation: Option<Speculation>,
+    /// Speculative passes the VAD confirmed (it ended their utterance where they assumed) whose
+    /// results are still to come: they are those utterances' final passes. Kept apart from
+    /// [`Self::speculation`], which the next utterance reuses while these are still running.
+    promoted: Vec<(u64, Duration)>,
     stt_partial: Histogram,
     stt_final: Histogram,
     speculative_hit: Counter,
@@ -167,6 +170,7 @@ impl Listening {
             next_seq: 1,
             partial_in_flight: false,
             speculation: None,
+            promoted: Vec::new(),
             stt_partial: metrics.stt("partial"),
             stt_final: metrics.stt(final_pass),
             speculative_hit,
@@ -223,7 +227,7 @@ impl Listening {
 
     /// The caller spoke again after the pause a speculative pass assumed: it is void.
     fn check_speculation(&mut self, events: &mut Vec<ListenerEvent>) {
-        let Some(s) = self.speculation.as_ref().filter(|s| !s.promoted) else { return };
+        let Some(s) = self.speculation.as_ref() else { return };
         if self.vad.pending_end().map(|e| self.at(e)) == Some(s.end) {
             return;
         }
@@ -257,8 +261,7 @@ impl Listening {
         };
         let start = self.at(u.start_frame);
         jobs.push(job(stt.clone(), req, u.seq, JobKind::Speculative, start, end_at));
-        self.speculation =
-            Some(Speculation { seq: u.seq, end: end_at, promoted: false, announced: false, done: None });
+        self.speculation = Some(Speculation { seq: u.seq, end: end_at, announced: false, done: None });
     }
 
     /// Samples of `u` up to [`POST_ROLL`] after speech that ended at frame `end` (the hangover
@@ -293,7 +296,7 @@ impl Listening {
                 self.speculative_hit.inc();
                 match s.done.take() {
                     Some(done) => events.extend(self.final_event(done)),
-                    None => self.speculation = Some(Speculation { promoted: true, ..s }),
+                    None => self.promoted.push((s.seq, s.end)),
                 }
                 true
             }
@@ -378,6 +381,10 @@ impl Listening {
                     .then(|| ListenerEvent::Partial { text: t.text, at: self.at(self.frame) })
             }
             JobKind::Speculative => {
+                if let Some(i) = self.promoted.iter().position(|&p| p == (done.seq, done.end)) {
+                    self.promoted.swap_remove(i);
+                    return self.final_event(SttDone { result: JobResult::Stt(result), ..done });
+                }
                 let Some(s) = self.speculation.as_mut().filter(|s| s.seq == done.seq && s.end == done.end)
                 else {
                     return None; // the caller spoke again: counted when replaced
@@ -388,15 +395,9 @@ impl Listening {
                     }
                     _ => None,
                 };
-                let done = SttDone { result: JobResult::Stt(result), ..done };
-                if s.promoted {
-                    self.speculation = None;
-                    self.final_event(done)
-                } else {
-                    s.done = Some(done);
-                    s.announced = tentative.is_some();
-                    tentative
-                }
+                s.done = Some(SttDone { result: JobResult::Stt(result), ..done });
+                s.announced = tentative.is_some();
+                tentative
             }
             JobKind::Final => self.final_event(SttDone { result: JobResult::Stt(result), ..done }),
         }
@@ -605,5 +606,23 @@ mod tests {
         let count =
             |kind: &str| metrics.stt_speculative.get_or_create(&KindLabels { kind: kind.into() }).get();
         assert_eq!((count("hit"), count("miss")), (1, 1));
+    }
+
+    /// The caller pauses long enough for the VAD to end the utterance, then speaks again while
+    /// the first utterance's (speculative, now final) pass is still running — longer than the
+    /// whole second utterance. Both utterances get their transcript: the second one's
+    /// speculative pass must not displace the first one's.
+    #[test]
+    fn a_slow_final_pass_survives_the_callers_next_utterance() {
+        let metrics = Metrics::new();
+        let stt = Arc::new(Scripted::default());
+        let mut l = listening(&stt, &metrics);
+        let audio = [silence(500), hello(), silence(600), hello(), silence(8000)].concat();
+        let events = run(&mut l, &audio, 300);
+        let got: Vec<String> = finals(&events).into_iter().map(|f| f.1).collect();
+        let ends = events.iter().filter(|(_, e)| matches!(e, ListenerEvent::SpeechEnded { .. })).count();
+        assert_eq!(ends, 2, "two utterances");
+        assert_eq!(got.len(), 2, "each utterance has its final transcript: {got:?}");
+        assert!(got.contains(&"pass 1".to_string()), "{got:?}");
     }
 }
