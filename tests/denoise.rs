@@ -258,8 +258,9 @@ fn rnnoise_raises_snr_on_noise_and_leaves_speech_like_beds() {
 
 /// Clean speech through the RNNoise path: kept at its level, little changed (SDR ≥ 21 dB, mean
 /// over [`LEADS`]; what is left is RNNoise's own gain modulation), in both modes (the gate stays
-/// open for the caller). The lowest, caller-hello through the gate, measures 21.6 dB (one
-/// alignment alone ranges 20.4–22.8 dB; the old bound of 22 was fitted to the 22.6 of one).
+/// open for the caller). The lowest, caller-hello through the gate, measured 21.6 dB while the
+/// gate's tracker followed the peak of the loudest word (it closed on the caller's quieter
+/// syllables); with its slower attack the gate stays open and both modes give 25.7 dB.
 #[test]
 fn clean_speech_passes() {
     for caller in CALLERS {
@@ -282,10 +283,12 @@ fn clean_speech_passes() {
 
 /// Where the second talker starts, relative to the start of the caller's file.
 const TALKER2_AT_MS: usize = 2_000;
-/// After the caller's last word, the gate holds for 200 ms and then closes within 100 ms
+/// After the caller's last word, the gate holds for 300 ms and then closes within 100 ms
 /// (`Gate::HOLD_FRAMES`, `Gate::RELEASE_DB_PER_FRAME`); the second talker's residual is measured
-/// from then on. The figure including those 300 ms is printed too.
-const GATE_CLOSE_MS: usize = 300;
+/// from then on (measured: 30 dB below the plain mode, the floor, but 11.8 dB for
+/// caller-question at −12 dB, whose tracker sits lower since it follows the caller's loud
+/// frames, not the single loudest one). The figure including those 400 ms is printed too.
+const GATE_CLOSE_MS: usize = 400;
 
 #[test]
 fn background_gate_cuts_a_quieter_second_talker() {
