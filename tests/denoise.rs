@@ -379,7 +379,7 @@ fn allocs() -> (usize, usize) {
 #[test]
 fn process_does_not_allocate() {
     let input = mix(&clean("caller-hello"), &noise("cafe"), speech_span("caller-hello"), 5.0);
-    let mut out = vec![0i16; FRAME];
+    let (mut out, mut source) = (vec![0i16; FRAME], vec![0i16; FRAME]);
     for mode in [DenoiseMode::Off, DenoiseMode::Noise, DenoiseMode::NoiseAndBackgroundSpeech] {
         for round in ["first denoiser on this thread", "second denoiser"] {
             let before = allocs();
@@ -391,6 +391,10 @@ fn process_does_not_allocate() {
             for frame in frames {
                 d.process(frame, &mut out);
             }
+            // The listener's call: the recogniser's copy too.
+            for frame in input.chunks_exact(FRAME) {
+                d.process_with_source(frame, &mut out, &mut source);
+            }
             let after = allocs();
             println!(
                 "{mode:?}, {round}: new() {} allocations, {} bytes (+ {} inline); first frame {} allocations, {} bytes",
@@ -400,7 +404,10 @@ fn process_does_not_allocate() {
                 after_first.0 - after_new.0,
                 after_first.1 - after_new.1,
             );
-            assert_eq!(after.0, after_first.0, "{mode:?}: process allocated after its first frame");
+            assert_eq!(
+                after.0, after_first.0,
+                "{mode:?}: process (or process_with_source) allocated after its first frame"
+            );
             assert_eq!(after_first.0, after_new.0, "{mode:?}, {round}: the first frame allocated");
         }
     }

@@ -1,6 +1,11 @@
 //! The listening path of an agent call, per 20 ms frame at 16 kHz: denoise (per `denoisingMode`)
 //! → VAD (Silero when its weights are present, else webrtc-vad) → speech-to-text.
 //!
+//! The VAD decides on the denoised audio; speech-to-text is given the caller's original audio
+//! over the same span (times the background gate's gain in the background-speech mode): Whisper
+//! does better on it than on RNNoise's output (measured in `audio::denoise`'s module doc,
+//! "What the recogniser hears").
+//!
 //! Speech-to-text never runs on the frame path: the utterance's audio is handed to the shared
 //! engine (its own worker threads) and the result comes back as a future the listener polls
 //! beside its inbox. While the caller speaks, partial hypotheses are re-decoded from the growing
@@ -47,7 +52,7 @@ pub const PARTIAL_EVERY: Duration = Duration::from_millis(500);
 pub const MAX_UTTERANCE: Duration = Duration::from_secs(25);
 /// A voicemail beep is looked for during this much of the start of the call.
 const BEEP_WINDOW: Duration = Duration::from_secs(60);
-/// Recent denoised audio kept for the pre-roll (≥ the VAD's start delay + [`PRE_ROLL`]).
+/// Recent audio (as the recogniser hears it) kept for the pre-roll (≥ the VAD's start delay + [`PRE_ROLL`]).
 const HISTORY: Duration = Duration::from_millis(1000);
 
 const FRAME: Duration = Duration::from_millis(20);
@@ -123,6 +128,8 @@ pub struct Listening {
     setup: ListeningSetup,
     denoiser: Denoiser,
     denoised: Vec<i16>,
+    /// The same frame as the recogniser hears it ([`Denoiser::process_with_source`]).
+    heard: Vec<i16>,
     vad: Vad,
     /// Frames processed (the next frame's index).
     frame: u64,
@@ -162,6 +169,7 @@ impl Listening {
         Self {
             denoiser,
             denoised: vec![0; PIPELINE_FRAME_SAMPLES],
+            heard: vec![0; PIPELINE_FRAME_SAMPLES],
             vad,
             frame: 0,
             latency,
@@ -195,17 +203,17 @@ impl Listening {
                 self.beep = None;
             }
         }
-        self.denoiser.process(frame, &mut self.denoised);
+        self.denoiser.process_with_source(frame, &mut self.denoised, &mut self.heard);
         let (_prob, event) = self.vad.process(&self.denoised);
         let index = self.frame;
         self.frame += 1;
         if self.history.len() + PIPELINE_FRAME_SAMPLES > self.history.capacity() {
             self.history.drain(..PIPELINE_FRAME_SAMPLES);
         }
-        self.history.extend(self.denoised.iter().copied());
+        self.history.extend(self.heard.iter().copied());
 
         if let Some(u) = self.utterance.as_mut() {
-            u.samples.extend_from_slice(&self.denoised);
+            u.samples.extend_from_slice(&self.heard);
         }
         match event {
             Some(VadEvent::SpeechStart { frame }) => self.start_utterance(frame, index, events),
