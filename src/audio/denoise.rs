@@ -135,8 +135,6 @@ pub struct Denoiser {
     /// The last [`Self::latency_samples`] input samples: delays the input to line up with the
     /// output for [`Self::process_with_source`].
     delay: Vec<i16>,
-    /// The gate's gain at the end of the previous frame, dB (0 outside the background mode).
-    last_gain_db: f32,
 }
 
 /// Per-mode state. The RNNoise path is boxed: it holds ~30 KB of buffers and the enum moves.
@@ -226,7 +224,7 @@ impl Denoiser {
                 Stage::NoiseAndBackgroundSpeech(Box::new(RnnPath::new(engine)), Gate::new())
             }
         };
-        let mut denoiser = Self { stage, delay: Vec::new(), last_gain_db: 0.0 };
+        let mut denoiser = Self { stage, delay: Vec::new() };
         let latency = denoiser.latency_samples();
         assert!(latency <= Self::FRAME_SAMPLES, "the delay line holds at most one frame");
         denoiser.delay = vec![0; latency];
@@ -291,6 +289,10 @@ impl Denoiser {
         output: &mut [i16],
         source: &mut [i16],
     ) -> FrameReport {
+        let from_db = match &self.stage {
+            Stage::NoiseAndBackgroundSpeech(_, gate) => gate.gain_db,
+            Stage::Off | Stage::Noise(_) => 0.0,
+        };
         let report = self.process(input, output);
         assert_eq!(source.len(), Self::FRAME_SAMPLES, "Denoiser source must be one 20 ms frame");
         let lag = self.delay.len();
@@ -298,8 +300,7 @@ impl Denoiser {
         source[..lag].copy_from_slice(&self.delay);
         source[lag..].copy_from_slice(&input[..keep]);
         self.delay.copy_from_slice(&input[keep..]);
-        ramp_gain(source, self.last_gain_db, report.gain_db);
-        self.last_gain_db = report.gain_db;
+        ramp_gain(source, from_db, report.gain_db);
         report
     }
 
@@ -320,7 +321,6 @@ impl Denoiser {
     /// newly built. Rebuilds RNNoise's state: a few allocations, not on the per-frame path.
     pub fn reset(&mut self) {
         self.delay.fill(0);
-        self.last_gain_db = 0.0;
         match &mut self.stage {
             Stage::Off => {}
             Stage::Noise(path) => path.reset(),
