@@ -13,9 +13,8 @@
 //!
 //! The targets (≤ 10 % clean, ≤ 20 % at 10 dB SNR) are asserted on the Piper calls, in
 //! both `denoisingMode`s, as corpus figures: the clean calls' words together, and the two noisy calls' (café at 10 dB,
-//! street at 5 dB) together. Per call they nearly all hold; the exceptions are a word heard
-//! wrong in a short call (`voicemail`, "car" for "call": 10.5 %) and base repeating a short last
-//! sentence (`slow-talker`, "End on Sunday. End on Sunday.": 33 %). The espeak calls miss the targets by far
+//! street at 5 dB) together. Per call they nearly all hold; the exception is a word heard
+//! wrong in a short call (`voicemail`, "car" for "call": 10.5 %). The espeak calls miss the targets by far
 //! (formant speech is unlike what Whisper was trained on): their bound pins today's figure so a
 //! regression shows; it is not a target.
 
@@ -193,7 +192,7 @@ fn piper_calls_meet_the_wer_targets() {
 }
 
 /// The espeak-ng calls (the 13 English ones), all words together: today's figures pinned, not the
-/// target. Measured 28.8 % (fast) and 22.1 % (accurate) over 222 words; against 3.2 % and 2.7 %
+/// target. Measured 28.8 % (fast) and 22.1 % (accurate) over 222 words; against 3.2 % and 1.4 %
 /// for the same words in Piper's voice. (30.6 % and 24.8 % before the final pass got its silent
 /// tail.)
 const ESPEAK_FAST_MAX_WER: f64 = 0.31;

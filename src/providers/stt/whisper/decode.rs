@@ -16,8 +16,9 @@
 //! Guards: audio below [`SILENCE_RMS`] is not decoded at all; an utterance whose no-speech
 //! probability (after `<|startoftranscript|>`) is above [`NO_SPEECH_PROB`] while its mean token
 //! log-probability is below [`LOW_LOGPROB`] returns empty text (Whisper's own rule); the token
-//! budget grows with the audio length ([`max_tokens`]); and a decode that starts repeating the
-//! same n-gram stops and keeps a single copy.
+//! budget grows with the audio length ([`max_tokens`]); a decode that starts repeating the
+//! same n-gram stops and keeps a single copy; and a transcript ending with the same phrase twice
+//! keeps one ([`drop_doubled_ending`]).
 //!
 //! Prompt: English-only models (`.en`) get `<|startoftranscript|><|notimestamps|>`; multilingual
 //! ones `<|startoftranscript|><|xx|><|transcribe|><|notimestamps|>` with `xx` the language asked
@@ -335,12 +336,13 @@ impl WhisperModel {
             timings.encoder += t.elapsed();
             let t = Instant::now();
             let seconds = window.len() as f32 / STT_SAMPLE_RATE_HZ as f32;
-            let decoded = self.decode(&audio, &prompt, quality, seconds)?;
+            let mut decoded = self.decode(&audio, &prompt, quality, seconds)?;
             timings.decoder += t.elapsed();
             timings.tokens += decoded.sampled;
             if decoded.no_speech_prob > NO_SPEECH_PROB && decoded.avg_logprob() < LOW_LOGPROB {
                 continue;
             }
+            drop_doubled_ending(&mut decoded.tokens);
             let text = self.tokenizer.decode(&decoded.tokens);
             let text = text.trim();
             // Punctuation alone (". . .") is what the decoder says over noise, not speech.
@@ -564,6 +566,23 @@ fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
     best
 }
 
+/// A transcript that ends with the same phrase twice running ("End on Sunday. End on Sunday."
+/// for "and on Sunday?") loses the second copy: the decoder looping on the last sentence of a
+/// short turn. Phrases of [`MIN_DOUBLED`] to [`LOOP_SPAN`] tokens; doubles of one or two tokens
+/// ("no, no", "thank you thank you") are left, people say them. Applied to the finished
+/// transcript only, never while decoding: mid-sentence a repeat can be the caller's own ("I want
+/// to I want to go"), and stopping there would lose the rest. Returns whether it cut.
+fn drop_doubled_ending(tokens: &mut Vec<u32>) -> bool {
+    let len = tokens.len();
+    for n in MIN_DOUBLED..=LOOP_SPAN {
+        if len >= 2 * n && tokens[len - n..] == tokens[len - 2 * n..len - n] {
+            tokens.truncate(len - n);
+            return true;
+        }
+    }
+    false
+}
+
 /// Loop detection. If `tokens` ends with the same n-gram (n ≤ 8) three times in a row, one token
 /// eight times, ends with its own first [`RESTART_SPAN`] tokens, or its last [`LOOP_SPAN`] tokens already occurred earlier (a long phrase said
 /// again word for word: the decoder restarting the sentence), drops the repeat (keeps one copy)
@@ -602,6 +621,8 @@ fn trim_repetition(tokens: &mut Vec<u32>) -> bool {
     false
 }
 
+/// Shortest phrase (in tokens) whose immediate repeat counts as a decoding loop.
+const MIN_DOUBLED: usize = 3;
 /// Length of a phrase whose exact reappearance counts as a decoding loop.
 const LOOP_SPAN: usize = 10;
 /// Opening tokens whose reappearance at the end counts as the decoder starting over.
@@ -642,6 +663,23 @@ mod tests {
         // "very very" is language, not a loop.
         let mut t = vec![4, 4, 4];
         assert!(!trim_repetition(&mut t));
+        // A doubled phrase is for the finished transcript (drop_doubled_ending), not a stop.
+        let mut t = vec![8, 20, 21, 22, 20, 21, 22];
+        assert!(!trim_repetition(&mut t));
+    }
+
+    #[test]
+    fn a_doubled_last_phrase_loses_its_second_copy() {
+        let mut t = vec![8, 20, 21, 22, 20, 21, 22];
+        assert!(drop_doubled_ending(&mut t));
+        assert_eq!(t, vec![8, 20, 21, 22]);
+        // Two tokens twice ("thank you thank you") is speech.
+        let mut t = vec![8, 20, 21, 20, 21];
+        assert!(!drop_doubled_ending(&mut t));
+        // Only at the end.
+        let mut t = vec![20, 21, 22, 20, 21, 22, 9];
+        assert!(!drop_doubled_ending(&mut t));
+        assert_eq!(t.len(), 7);
     }
 
     #[test]
