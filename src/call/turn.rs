@@ -10,7 +10,8 @@
 //! - **Endpointing.** After the caller stops, the turn ends once they have been silent for
 //!   [`endpoint_delay`]: it depends on `sttMode` (`accurate` waits [`ACCURATE_EXTRA`] longer for
 //!   its stronger final pass) and on what was said — shorter after a complete sentence, longer
-//!   after "my number is…", digits, or a trailing "and"/"um". A semantic end-of-turn model may
+//!   after "my number is…", digits (unless one or two of them end a question: "instead of
+//!   7?"), or a trailing "and"/"um". A semantic end-of-turn model may
 //!   hint (`TurnHint`) and overrides the text heuristic. The turn is handed on only once its
 //!   final transcript is in and the agent is not speaking.
 //! - **Barge-in.** While the agent speaks (or when the agent starts while the caller is
@@ -159,8 +160,18 @@ pub fn completeness(text: &str) -> Completeness {
         return Completeness::Incomplete;
     }
     let lower = trimmed.trim_end_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+    // Digits are a number being read out, unless one or two of them end a question ("instead
+    // of 7?"): read-out numbers are longer, and uptalk over them is common ("555?").
     if lower.ends_with(|c: char| c.is_ascii_digit()) {
-        return Completeness::Incomplete;
+        let digits = lower
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_digit() || *c == ' ' || *c == '-')
+            .filter(char::is_ascii_digit)
+            .count();
+        if !(trimmed.ends_with('?') && digits <= 2) {
+            return Completeness::Incomplete;
+        }
     }
     if CONTINUATION_PHRASES.iter().any(|p| lower.ends_with(p)) {
         return Completeness::Incomplete;

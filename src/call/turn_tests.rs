@@ -118,6 +118,10 @@ fn completeness_reads_the_words() {
     assert_eq!(completeness("My number is"), Completeness::Incomplete);
     assert_eq!(completeness("My number is 555 12"), Completeness::Incomplete);
     assert_eq!(completeness("It's 4 1 5."), Completeness::Incomplete);
+    assert_eq!(completeness("Can we make it 8 o'clock instead of 7?"), Completeness::Complete);
+    assert_eq!(completeness("Is it open until 10?"), Completeness::Complete);
+    assert_eq!(completeness("My number is 555?"), Completeness::Incomplete);
+    assert_eq!(completeness("It's 5 5 5?"), Completeness::Incomplete);
     assert_eq!(completeness("Let me think..."), Completeness::Incomplete);
     assert_eq!(completeness("First,"), Completeness::Incomplete);
 }
