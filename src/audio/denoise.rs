@@ -36,9 +36,12 @@
 //!    quieter background speech takes many seconds to pull it down (a caller who really gets
 //!    quieter is followed at that pace).
 //! 2. **Decision.** A frame within [`Gate::OPEN_MARGIN_DB`] of the primary level is the caller:
-//!    the gate opens and stays open for [`Gate::HOLD_FRAMES`] frames, which carries the caller's
-//!    quieter syllables and word endings. A quieter frame outside the hold closes the gate
-//!    towards [`Gate::FLOOR_DB`].
+//!    the gate opens and, if RNNoise calls the frame speech (≥ [`Gate::VAD_SPEECH`]), stays open
+//!    for [`Gate::HOLD_FRAMES`] frames, which carries the caller's quieter syllables and word
+//!    endings. A loud frame that is not speech (a cup set down) passes but does not hold the
+//!    gate: in the café call such a clink held it open for the babble behind it, which became a
+//!    turn of its own ("Great."). A quieter frame outside the hold closes the gate towards
+//!    [`Gate::FLOOR_DB`].
 //! 3. **Smoothing.** The gain moves linearly (in amplitude) across each frame from the previous
 //!    frame's gain to the new one, so there are no steps at frame joins; opening is immediate (one
 //!    frame), closing is limited to [`Gate::RELEASE_DB_PER_FRAME`].
@@ -460,7 +463,11 @@ impl Gate {
         let target_db = match self.primary_dbfs {
             None => 0.0,
             Some(p) if level_dbfs >= p - Self::OPEN_MARGIN_DB => {
-                self.hold_frames_left = Self::HOLD_FRAMES;
+                // Only speech holds the gate open: a loud clatter passes itself but must not
+                // carry the babble behind it.
+                if speech_prob >= Self::VAD_SPEECH {
+                    self.hold_frames_left = Self::HOLD_FRAMES;
+                }
                 0.0
             }
             Some(_) if self.hold_frames_left > 0 => {
