@@ -12,6 +12,7 @@ use common::media::{twilio, Client, Fixture};
 use common::TestServer;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use switchboard::providers::stt::wer;
 
 /// A Server-Sent Events reader over a streaming HTTP response.
 struct Sse {
@@ -150,8 +151,11 @@ async fn a_live_call_streams_its_transcript_ends_through_the_api_and_leaves_a_re
     });
     let (kind, turn) = live.next().await.expect("a turn event");
     assert_eq!(kind, "turn", "{turn}");
-    let said = turn["transcript"].as_str().unwrap().to_lowercase();
-    assert!(said.contains("table"), "{turn}");
+    // The sentence said, within the issue's 20 %: tiny.en hears "book a table" as "look at a
+    // little" here (3 of 15 words; it heard "table" before the final pass got its silent tail).
+    let want = Fixture::annotation("../caller-hello.json");
+    let e = wer(want["text"].as_str().unwrap(), turn["transcript"].as_str().unwrap());
+    assert!(e <= 0.20, "WER {:.1}%: {turn}", e * 100.0);
     assert!(turn["id"].is_string() && turn["createdAt"].is_string(), "{turn}");
 
     // The recording is on disk while the call goes on: a valid WAV of what was said so far.

@@ -569,9 +569,10 @@ fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
 /// A transcript that ends with the same phrase twice running ("End on Sunday. End on Sunday."
 /// for "and on Sunday?") loses the second copy: the decoder looping on the last sentence of a
 /// short turn. Phrases of [`MIN_DOUBLED`] to [`LOOP_SPAN`] tokens; doubles of one or two tokens
-/// ("no, no", "thank you thank you") are left, people say them. Applied to the finished
-/// transcript only, never while decoding: mid-sentence a repeat can be the caller's own ("I want
-/// to I want to go"), and stopping there would lose the rest. Returns whether it cut.
+/// ("no, no", "thank you thank you") are left, people say them. Applied to each decoded
+/// transcript (a partial's too), never inside the decoding loop: mid-sentence a repeat can be
+/// the caller's own ("I want to I want to go"), and stopping there would lose the rest. Returns
+/// whether it cut.
 fn drop_doubled_ending(tokens: &mut Vec<u32>) -> bool {
     let len = tokens.len();
     for n in MIN_DOUBLED..=LOOP_SPAN {
