@@ -696,4 +696,27 @@ mod tests {
         // The caller again: open within one frame.
         assert_eq!(g.process(0.95, -21.0, &mut [1000i16; 320]), 0.0);
     }
+
+    #[test]
+    fn a_loud_frame_that_is_not_speech_passes_but_does_not_hold_the_gate() {
+        let mut g = Gate::new();
+        for _ in 0..20 {
+            g.process(0.95, -20.0, &mut [1000i16; 320]);
+        }
+        // The caller stops; the gate closes on quieter background speech.
+        for _ in 0..Gate::HOLD_FRAMES + 10 {
+            g.process(0.9, -35.0, &mut [1000i16; 320]);
+        }
+        assert_eq!(g.gain_db, Gate::FLOOR_DB);
+        // A clink as loud as the caller, not speech: it passes itself...
+        assert_eq!(g.process(0.2, -20.0, &mut [1000i16; 320]), 0.0);
+        // ...and the background speech behind it closes again at once.
+        assert_eq!(g.process(0.9, -35.0, &mut [1000i16; 320]), -Gate::RELEASE_DB_PER_FRAME);
+        // The same frame as speech holds the gate open for the words that follow.
+        for _ in 0..10 {
+            g.process(0.9, -35.0, &mut [1000i16; 320]);
+        }
+        assert_eq!(g.process(0.9, -20.0, &mut [1000i16; 320]), 0.0);
+        assert_eq!(g.process(0.9, -35.0, &mut [1000i16; 320]), 0.0);
+    }
 }
