@@ -1,10 +1,8 @@
 //! The listening path of an agent call, per 20 ms frame at 16 kHz: denoise (per `denoisingMode`)
 //! → VAD (Silero when its weights are present, else webrtc-vad) → speech-to-text.
 //!
-//! The VAD decides on the denoised audio, which in both RNNoise modes has been through the level
-//! gate keyed to the caller (so turn-taking follows the caller, not the babble behind them);
-//! speech-to-text is given the caller's original audio over the same span (times the gate's
-//! gain only in the background-speech mode): Whisper
+//! The VAD decides on the denoised audio; speech-to-text is given the caller's original audio
+//! over the same span (times the background gate's gain in the background-speech mode): Whisper
 //! does better on it than on RNNoise's output (measured in `audio::denoise`'s module doc,
 //! "What the recogniser hears").
 //!
