@@ -90,6 +90,12 @@ fn mix(clean: &[f64], noise: &[f64], span: std::ops::Range<usize>, snr_db: f64) 
     clean.iter().zip(noise).map(|(c, n)| (c + k * n).round().clamp(-32768.0, 32767.0) as i16).collect()
 }
 
+/// Runs `input` (whole frames) through a fresh denoiser in `mode`; returns the output shifted
+/// back by the latency (so it lines up with the input) and the frame reports.
+fn denoise(mode: DenoiseMode, input: &[i16]) -> (Vec<f64>, Vec<FrameReport>) {
+    denoise_after(mode, input, 0)
+}
+
 /// Leading silence, in 16 kHz samples, that the SNR figures are averaged over: 0–3 ms.
 ///
 /// RNNoise is not shift-invariant: it works on fixed 10 ms frames, so where the sentence falls
@@ -98,9 +104,8 @@ fn mix(clean: &[f64], noise: &[f64], span: std::ops::Range<usize>, snr_db: f64) 
 /// mean over these four is the measurement.
 const LEADS: [usize; 4] = [0, 16, 32, 48];
 
-/// Runs `input` (whole frames) through a fresh denoiser in `mode` after `lead` samples of
-/// silence (as many are dropped from its end, so it stays whole frames); returns the output
-/// aligned to `input` and the frame reports.
+/// [`denoise`] with `lead` samples of silence before `input` (and as many dropped from its end,
+/// so it stays whole frames); the output is aligned to `input`.
 fn denoise_after(mode: DenoiseMode, input: &[i16], lead: usize) -> (Vec<f64>, Vec<FrameReport>) {
     let mut padded = vec![0i16; lead];
     padded.extend_from_slice(&input[..input.len() - lead]);
@@ -110,21 +115,6 @@ fn denoise_after(mode: DenoiseMode, input: &[i16], lead: usize) -> (Vec<f64>, Ve
         padded.chunks_exact(FRAME).zip(out.chunks_exact_mut(FRAME)).map(|(i, o)| d.process(i, o)).collect();
     let lag = d.latency_samples() + lead;
     (out[lag..].iter().map(|&s| f64::from(s)).collect(), reports)
-}
-
-/// What the VAD hears and what the recogniser hears ([`Denoiser::process_with_source`]) of
-/// `input` through a fresh denoiser in `mode`, both aligned to `input`.
-fn both_copies(mode: DenoiseMode, input: &[i16]) -> (Vec<f64>, Vec<f64>) {
-    let mut d = Denoiser::new(mode);
-    let (mut out, mut heard) = (vec![0i16; input.len()], vec![0i16; input.len()]);
-    for ((i, o), h) in
-        input.chunks_exact(FRAME).zip(out.chunks_exact_mut(FRAME)).zip(heard.chunks_exact_mut(FRAME))
-    {
-        d.process_with_source(i, o, h);
-    }
-    let lag = d.latency_samples();
-    let aligned = |x: &[i16]| x[lag..].iter().map(|&s| f64::from(s)).collect();
-    (aligned(&out), aligned(&heard))
 }
 
 /// `metric(output)` averaged over the [`LEADS`].
@@ -243,11 +233,11 @@ fn snr_rows(mode: DenoiseMode) -> Vec<Row> {
 /// What RNNoise achieves per noise bed, as measured (SDR, see the file doc; each output figure is
 /// the mean over [`LEADS`]): the 6 dB target holds for the stationary street bed only.
 /// Babble and the TV are speech, which RNNoise is built to keep — it cannot tell a competing voice
-/// from the caller's, so it leaves them (−0.1 to +1.1 dB, the most at 10 dB, where the level
-/// gate that now runs in this mode too closes on the bed in the caller's pauses; −0.1 to
-/// +0.6 dB before it did); the cafe's babble stays for the same reason, and only its clinks and
-/// pink noise go. The asserts state exactly that; the printed table has the figures. Cafe at
-/// 0 dB: +3.32 / +4.33 dB (caller-hello / caller-question) over the four alignments.
+/// from the caller's, so it leaves them (±0.5 dB); the cafe's babble stays for the same reason,
+/// and only its clinks and pink noise go. The asserts state exactly that; the printed table has
+/// the figures. Cafe at 0 dB: +3.23 / +4.19 dB (caller-hello / caller-question) over the four
+/// alignments; +4.30 / +4.51 at the single alignment this test used to take, which its old
+/// 4.0 dB bound was fitted to.
 #[test]
 fn rnnoise_raises_snr_on_noise_and_leaves_speech_like_beds() {
     let rows = snr_rows(DenoiseMode::Noise);
@@ -300,20 +290,14 @@ const TALKER2_AT_MS: usize = 2_000;
 /// frames, not the single loudest one). The figure including those 400 ms is printed too.
 const GATE_CLOSE_MS: usize = 400;
 
-/// The comparison is of what the two modes pass on: the recogniser's copy, which is the
-/// caller's audio as is in `noise-cancellation` and gated in the background mode. The VAD's
-/// copy is gated in both modes (turn-taking follows the primary caller either way), so the
-/// plain mode's VAD copy must cut the second talker as well — measured against its own
-/// recogniser copy, the ungated input.
 #[test]
 fn background_gate_cuts_a_quieter_second_talker() {
     let talker2 = clean("talker2");
     let t2_span = speech_span("talker2");
-    println!("\nsecond talker: what the recogniser hears, NoiseAndBackgroundSpeech vs Noise, dB;");
-    println!("and what the VAD hears in Noise mode vs its input");
+    println!("\nsecond talker: NoiseAndBackgroundSpeech vs Noise output energy, dB");
     println!(
-        "{:<16} {:>6} | {:>14} {:>16} | {:>13} {:>13} | {:>13}",
-        "caller", "t2 at", "t2 alone", "(incl. hold)", "caller alone", "caller span", "VAD, t2 alone"
+        "{:<16} {:>6} | {:>14} {:>16} | {:>13} {:>13}",
+        "caller", "t2 at", "t2 alone", "(incl. hold)", "caller alone", "caller span"
     );
     for caller in CALLERS {
         let c = clean(caller);
@@ -330,32 +314,25 @@ fn background_gate_cuts_a_quieter_second_talker() {
                 mix[offset + n] += k * t;
             }
             let input: Vec<i16> = mix.iter().map(|v| v.round().clamp(-32768.0, 32767.0) as i16).collect();
-            let (plain_vad, plain_heard) = both_copies(DenoiseMode::Noise, &input);
-            let (_, gated_heard) = both_copies(DenoiseMode::NoiseAndBackgroundSpeech, &input);
-            let ratio_db = |a: &[f64], b: &[f64], range: std::ops::Range<usize>| {
-                db(power(&a[range.clone()]) / power(&b[range]))
-            };
-            let cut_db = |range: std::ops::Range<usize>| ratio_db(&gated_heard, &plain_heard, range);
+            let (noise_only, _) = denoise(DenoiseMode::Noise, &input);
+            let (gated, _) = denoise(DenoiseMode::NoiseAndBackgroundSpeech, &input);
+            let cut_db =
+                |range: std::ops::Range<usize>| db(power(&gated[range.clone()]) / power(&noise_only[range]));
 
             let t2_end = offset + t2_span.end;
             let alone = span.end + GATE_CLOSE_MS * RATE_HZ / 1000..t2_end;
             let alone_incl_hold = span.end..t2_end;
             let caller_alone = span.start..offset + t2_span.start;
             let (t2_cut, t2_cut_incl, caller_alone_db, caller_span_db) =
-                (cut_db(alone.clone()), cut_db(alone_incl_hold), cut_db(caller_alone), cut_db(span.clone()));
-            let vad_cut = ratio_db(&plain_vad, &plain_heard, alone);
+                (cut_db(alone), cut_db(alone_incl_hold), cut_db(caller_alone), cut_db(span.clone()));
             println!(
-                "{caller:<16} {:>4.0}dB | {t2_cut:>+14.2} {t2_cut_incl:>+16.2} | {caller_alone_db:>+13.2} {caller_span_db:>+13.2} | {vad_cut:>+13.2}",
+                "{caller:<16} {:>4.0}dB | {t2_cut:>+14.2} {t2_cut_incl:>+16.2} | {caller_alone_db:>+13.2} {caller_span_db:>+13.2}",
                 -quieter_db
             );
             assert!(t2_cut <= -10.0, "{caller}, talker 2 at -{quieter_db} dB: cut by only {t2_cut:.2} dB");
             assert!(
                 caller_alone_db.abs() <= 1.0 && caller_span_db >= -3.0,
                 "{caller}: caller's energy changed by {caller_alone_db:.2} dB alone, {caller_span_db:.2} dB overall"
-            );
-            assert!(
-                vad_cut <= -10.0,
-                "{caller}, talker 2 at -{quieter_db} dB: the VAD's copy cut by only {vad_cut:.2} dB"
             );
         }
     }

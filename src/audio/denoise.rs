@@ -1,4 +1,4 @@
-//! The listener's denoiser: RNNoise on the caller's 16 kHz audio, followed by a
+//! The listener's denoiser: RNNoise on the caller's 16 kHz audio, optionally followed by a
 //! background-speech gate, one 20 ms frame at a time.
 //!
 //! # Engines ([`RnnEngine`])
@@ -24,18 +24,10 @@
 //! at most ≈ 15 %; this reuses the tested [`StreamResampler`] instead (see `benches/README.md`,
 //! "Listening path: denoise").
 //!
-//! # Background-speech gate (both RNNoise modes)
+//! # Background-speech gate ([`DenoiseMode::NoiseAndBackgroundSpeech`])
 //! After RNNoise the remaining sound is speech, but not necessarily the caller's: a second
-//! person in the room, a TV, a café's babble. Near-field, the caller is normally much louder
-//! than any of them, so the gate works on level. It runs in both RNNoise modes on the denoised
-//! output, which is what the VAD hears — so turn-taking (speech start and end, endpointing,
-//! barge-in) follows the primary caller in either mode; the modes differ in what the
-//! recogniser hears (next section). Before the gate was applied in the plain mode, the café call
-//! (`calls-piper/noisy-cafe-10db`, babble 10 dB under the caller) got *no* turn with
-//! `noise-cancellation`: the VAD heard the babble as speech from start to end, so the caller's
-//! turn never ended. With the gate it gets its two turns, 0 % WER (`tests/listening.rs`). The
-//! margin was swept on that call: 4–8 dB give the two turns; 9–11 dB a third turn from a babble
-//! burst; 15 dB one merged turn.
+//! person in the room, a TV. Near-field, the caller is normally much louder than any of them, so
+//! the gate works on level:
 //! 1. **Primary level.** During confident speech (RNNoise VAD ≥ [`Gate::VAD_SPEECH`]) the
 //!    denoised frame level feeds a tracker of the caller's loud frames: it rises towards louder
 //!    frames ([`Gate::TRACK_ATTACK`] of the gap per frame: 22 frames, 440 ms, to close 90 % of it, so
@@ -68,13 +60,10 @@
 //! (the onset's first 20 ms is ramped up, never dropped).
 //!
 //! # What the recogniser hears ([`Denoiser::process_with_source`])
-//! The VAD (and with it endpointing and barge-in) decides on the denoised, gated output; the
-//! speech recogniser is given the caller's *original* audio instead, delayed to line up with it.
-//! In `noise-cancellation` it is the original as is (a background talker inside the caller's
-//! turn may be transcribed); in the background-speech mode it is multiplied by the gate's gain,
-//! so background talkers in the caller's pauses stay cut — at a price: where the gate closes on
-//! the quiet end of a sentence, the recogniser loses those words (the café call: 16.7 % WER in
-//! the background mode, 0 % in the plain mode). Whisper was trained on noisy audio, and RNNoise's artefacts cost
+//! The VAD (and with it endpointing and barge-in) decides on the denoised output; the speech
+//! recogniser is given the caller's *original* audio instead, delayed to line up with it — with
+//! the background gate's gain applied in the background-speech mode, so background talkers in
+//! the caller's pauses stay cut. Whisper was trained on noisy audio, and RNNoise's artefacts cost
 //! it more than the noise they remove. Measured: the 13 English Piper calls cut at their turns
 //! (`tests/call_transcripts.rs`) 5.9 % WER (tiny.en) on the original, 6.3 % on RNNoise's output,
 //! the café call 5.6 % against 11.1 %; end to end over the Twilio socket (`tests/listening.rs`)
@@ -98,11 +87,9 @@ use super::simd::FlushSubnormals;
 pub enum DenoiseMode {
     /// Copy through.
     Off,
-    /// RNNoise: stationary and non-stationary noise. The background gate keys what the VAD
-    /// hears to the primary caller; the recogniser hears the caller's audio ungated.
+    /// RNNoise: stationary and non-stationary noise.
     Noise,
-    /// RNNoise and the background-speech gate, on what the VAD hears and on what the
-    /// recogniser hears (see the module doc).
+    /// RNNoise, then the background-speech gate (see the module doc).
     NoiseAndBackgroundSpeech,
 }
 
@@ -136,10 +123,11 @@ pub struct FrameReport {
     /// Level of the denoised frame before the gate, dBFS (RMS re full-scale i16; −120 for
     /// digital silence).
     pub level_dbfs: f32,
-    /// The background gate's gain at the end of the frame, dB (0 when [`DenoiseMode::Off`]).
+    /// The background gate's gain at the end of the frame, dB (0 unless
+    /// [`DenoiseMode::NoiseAndBackgroundSpeech`]).
     pub gain_db: f32,
     /// The gate's estimate of the primary caller's speech level, dBFS; `None` until it has heard
-    /// confident speech (and always when [`DenoiseMode::Off`]).
+    /// confident speech (and always outside [`DenoiseMode::NoiseAndBackgroundSpeech`]).
     pub primary_level_dbfs: Option<f32>,
 }
 
@@ -153,10 +141,9 @@ pub struct Denoiser {
 }
 
 /// Per-mode state. The RNNoise path is boxed: it holds ~30 KB of buffers and the enum moves.
-/// Both RNNoise modes gate the output (what the VAD hears); they differ in the recogniser's copy.
 enum Stage {
     Off,
-    Noise(Box<RnnPath>, Gate),
+    Noise(Box<RnnPath>),
     NoiseAndBackgroundSpeech(Box<RnnPath>, Gate),
 }
 
@@ -235,7 +222,7 @@ impl Denoiser {
     pub fn with_engine(mode: DenoiseMode, engine: RnnEngine) -> Self {
         let stage = match mode {
             DenoiseMode::Off => Stage::Off,
-            DenoiseMode::Noise => Stage::Noise(Box::new(RnnPath::new(engine)), Gate::new()),
+            DenoiseMode::Noise => Stage::Noise(Box::new(RnnPath::new(engine))),
             DenoiseMode::NoiseAndBackgroundSpeech => {
                 Stage::NoiseAndBackgroundSpeech(Box::new(RnnPath::new(engine)), Gate::new())
             }
@@ -251,7 +238,7 @@ impl Denoiser {
     pub fn mode(&self) -> DenoiseMode {
         match self.stage {
             Stage::Off => DenoiseMode::Off,
-            Stage::Noise(..) => DenoiseMode::Noise,
+            Stage::Noise(_) => DenoiseMode::Noise,
             Stage::NoiseAndBackgroundSpeech(..) => DenoiseMode::NoiseAndBackgroundSpeech,
         }
     }
@@ -273,7 +260,16 @@ impl Denoiser {
                     primary_level_dbfs: None,
                 }
             }
-            Stage::Noise(path, gate) | Stage::NoiseAndBackgroundSpeech(path, gate) => {
+            Stage::Noise(path) => {
+                let speech_prob = path.process(input, output);
+                FrameReport {
+                    speech_prob,
+                    level_dbfs: level_dbfs(output),
+                    gain_db: 0.0,
+                    primary_level_dbfs: None,
+                }
+            }
+            Stage::NoiseAndBackgroundSpeech(path, gate) => {
                 let speech_prob = path.process(input, output);
                 let level_dbfs = level_dbfs(output);
                 let gain_db = gate.process(speech_prob, level_dbfs, output);
@@ -298,7 +294,7 @@ impl Denoiser {
     ) -> FrameReport {
         let from_db = match &self.stage {
             Stage::NoiseAndBackgroundSpeech(_, gate) => gate.gain_db,
-            Stage::Off | Stage::Noise(..) => 0.0,
+            Stage::Off | Stage::Noise(_) => 0.0,
         };
         let report = self.process(input, output);
         assert_eq!(source.len(), Self::FRAME_SAMPLES, "Denoiser source must be one 20 ms frame");
@@ -307,9 +303,7 @@ impl Denoiser {
         source[..lag].copy_from_slice(&self.delay);
         source[lag..].copy_from_slice(&input[..keep]);
         self.delay.copy_from_slice(&input[keep..]);
-        if self.mode() == DenoiseMode::NoiseAndBackgroundSpeech {
-            ramp_gain(source, from_db, report.gain_db);
-        }
+        ramp_gain(source, from_db, report.gain_db);
         report
     }
 
@@ -317,7 +311,7 @@ impl Denoiser {
     pub fn latency_ms(&self) -> f32 {
         match self.stage {
             Stage::Off => 0.0,
-            Stage::Noise(..) | Stage::NoiseAndBackgroundSpeech(..) => Self::RNN_LATENCY_MS,
+            Stage::Noise(_) | Stage::NoiseAndBackgroundSpeech(..) => Self::RNN_LATENCY_MS,
         }
     }
 
@@ -332,10 +326,7 @@ impl Denoiser {
         self.delay.fill(0);
         match &mut self.stage {
             Stage::Off => {}
-            Stage::Noise(path, gate) => {
-                path.reset();
-                *gate = Gate::new();
-            }
+            Stage::Noise(path) => path.reset(),
             Stage::NoiseAndBackgroundSpeech(path, gate) => {
                 path.reset();
                 *gate = Gate::new();
@@ -534,12 +525,10 @@ mod tests {
         );
     }
 
-    /// The recogniser's copy is the input, delayed by exactly the latency; in the background
-    /// mode times the gate's gain as it was ramped over the output (whose gain the reports
-    /// give). The gate closes on the VAD's copy in both RNNoise modes, on the recogniser's only
-    /// in the background mode.
+    /// The recogniser's copy is the input, delayed by exactly the latency, times the gate's gain
+    /// as it was ramped over the output (whose gain the reports give).
     #[test]
-    fn the_source_is_the_input_delayed_and_gated_in_the_background_mode() {
+    fn the_source_is_the_input_delayed_and_gated() {
         let speech = crate::audio::testutil::fixture_l16("caller-hello.l16-16k.wav");
         // Loud speech, then the same 24 dB quieter (the gate closes on it).
         let mut input: Vec<i16> = speech.clone();
@@ -553,23 +542,20 @@ mod tests {
             for (i, s) in input.chunks_exact(320).zip(source.chunks_exact_mut(320)) {
                 gains.push(d.process_with_source(i, &mut out, s).gain_db);
             }
-            let gated = mode == DenoiseMode::NoiseAndBackgroundSpeech;
             let mut closed = 0;
             for (n, &got) in source.iter().enumerate() {
                 let want = if n < lag { 0.0 } else { f32::from(input[n - lag]) };
                 let (f, k) = (n / 320, n % 320);
                 let (from, to) = (db_to_amplitude(gains[f]), db_to_amplitude(gains[f + 1]));
-                let g = if gated { from + (to - from) / 320.0 * (k + 1) as f32 } else { 1.0 };
+                let g = from + (to - from) / 320.0 * (k + 1) as f32;
                 assert!(
                     (f32::from(got) - want * g).abs() <= 1.0,
                     "{mode:?}, sample {n}: {got} vs {want} × {g}"
                 );
                 closed += usize::from(g < 0.1);
             }
-            assert_eq!(closed > 0, gated, "{mode:?}: {closed}");
-            // The VAD's copy: gated in both RNNoise modes.
-            let vad_closed = gains.iter().any(|&g| g <= Gate::FLOOR_DB);
-            assert_eq!(vad_closed, mode != DenoiseMode::Off, "{mode:?}: {gains:?}");
+            // Only the background mode's gate ever closes (on the quiet copy).
+            assert_eq!(closed > 0, mode == DenoiseMode::NoiseAndBackgroundSpeech, "{mode:?}: {closed}");
         }
     }
 
