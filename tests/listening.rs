@@ -33,17 +33,25 @@ fn call_audio(name: &str, tail_secs: f64) -> Vec<Message> {
     } else {
         format!("calls/{name}.mulaw-8k.wav")
     };
-    let fx = Fixture::load(&path);
-    let mut frames = fx.frames();
+    media(Fixture::load(&path).frames(), tail_secs)
+}
+
+/// Twilio media messages of μ-law `frames`, then `tail_secs` of silence.
+fn media(mut frames: Vec<Vec<u8>>, tail_secs: f64) -> Vec<Message> {
     frames.extend(std::iter::repeat_n(vec![0xFF; 160], (tail_secs * 50.0) as usize));
     frames.iter().enumerate().map(|(i, f)| twilio::media(i, f)).collect()
 }
 
 async fn run_call(s: &TestServer, agent: Value, fixture: &str, tail_secs: f64) -> (Client, EndedCall) {
+    run_media(s, agent, call_audio(fixture, tail_secs)).await
+}
+
+/// Creates `agent`, streams `media` to it over the Twilio socket, and returns the ended call.
+async fn run_media(s: &TestServer, agent: Value, media: Vec<Message>) -> (Client, EndedCall) {
     let agent = s.agent(agent).await;
     let mut c = Client::connect(s.addr, "/twilio/media", twilio_echo).await;
     c.send(twilio::start(json!({"token": s.key, "agentId": agent["id"]}))).await;
-    c.stream(call_audio(fixture, tail_secs), Duration::from_millis(100)).await;
+    c.stream(media, Duration::from_millis(100)).await;
     c.send(twilio::stop()).await;
     c.closed().await;
     (c, ended_call(s).await)
@@ -141,7 +149,6 @@ async fn a_caller_who_turns_quieter_is_still_heard_with_noise_cancellation() {
     use switchboard::audio::codec::{mulaw_decode, mulaw_encode};
     let _one = ONE_AT_A_TIME.lock().await;
     let s = TestServer::start().await;
-    let agent = s.agent(json!({"name": "Listener", "maxSilenceMs": 60000})).await;
     let mut frames = Fixture::load("calls-piper/two-turns.mulaw-8k.wav").frames();
     let quieter = 10f32.powf(-14.0 / 20.0);
     for frame in frames.iter_mut().skip(5_500 / 20) {
@@ -149,14 +156,8 @@ async fn a_caller_who_turns_quieter_is_still_heard_with_noise_cancellation() {
             *b = mulaw_encode((f32::from(mulaw_decode(*b)) * quieter).round() as i16);
         }
     }
-    frames.extend(std::iter::repeat_n(vec![0xFF; 160], 100));
-    let msgs: Vec<Message> = frames.iter().enumerate().map(|(i, f)| twilio::media(i, f)).collect();
-    let mut c = Client::connect(s.addr, "/twilio/media", twilio_echo).await;
-    c.send(twilio::start(json!({"token": s.key, "agentId": agent["id"]}))).await;
-    c.stream(msgs, Duration::from_millis(100)).await;
-    c.send(twilio::stop()).await;
-    c.closed().await;
-    let rec = ended_call(&s).await;
+    let agent = json!({"name": "Listener", "maxSilenceMs": 60000});
+    let (_c, rec) = run_media(&s, agent, media(frames, 2.0)).await;
     let ann = Fixture::annotation("../calls-piper/two-turns.json");
     let want = ann["callerTurns"].as_array().unwrap();
     let ev: Vec<String> = rec.events.iter().map(|e| format!("{}@{}", e.kind, e.at_ms)).collect();
