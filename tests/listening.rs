@@ -128,13 +128,23 @@ async fn the_piper_call_is_heard_within_10_percent_wer() {
 /// the gate closes on the quiet end of the first sentence). A cup's clink 0.7 s after the first
 /// sentence is as loud as the caller: while such a frame also held the gate open, the babble
 /// behind it came through as "Great." — a third turn or part of the first, depending on whether
-/// the first turn's transcript was in (a 6 ms race). Only speech holds the gate now. With
-/// `noise-cancellation` the babble is speech to the VAD from start to end and there is no turn
-/// at all (see the README).
+/// the first turn's transcript was in (a 6 ms race). Only speech holds the gate now.
 #[tokio::test]
 async fn the_cafe_call_is_heard_through_the_background_speech_gate() {
     let _one = ONE_AT_A_TIME.lock().await;
     let e = piper_call_wer("noisy-cafe-10db", "noise-and-background-speech-cancellation").await;
+    assert!(e <= 0.20, "noisy-cafe-10db: WER {:.1}% > 20%", e * 100.0);
+}
+
+/// The same café call with plain `noise-cancellation`: RNNoise keeps the babble, so the VAD
+/// hears speech from the first second to the end of the audio. The partials end the turn: when
+/// the words stop changing while the sound goes on, the utterance ends where they were complete,
+/// and the babble after it is not announced until the second sentence's words are heard.
+/// Measured: both turns at 0 % (before: one merged turn, decided only when the audio stopped).
+#[tokio::test]
+async fn the_cafe_call_is_heard_by_its_words_with_noise_cancellation() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let e = piper_call_wer("noisy-cafe-10db", "noise-cancellation").await;
     assert!(e <= 0.20, "noisy-cafe-10db: WER {:.1}% > 20%", e * 100.0);
 }
 

@@ -21,6 +21,18 @@
 //! caller speaks again first, it is dropped when it arrives (counted as a miss). The cost is one
 //! extra pass per mid-utterance pause longer than [`POST_ROLL`].
 //!
+//! **When the words stop but the sound does not.** Where the background is itself speech (a
+//! café's babble), the VAD may hear speech from the caller's first word to the end of the call,
+//! and a turn that waits for the VAD never ends. The partial hypotheses say what the VAD cannot:
+//! once they have stayed the same (same words, ignoring case and punctuation) over
+//! [`WORDS_STILL`] of further audio while the VAD still hears speech, the utterance is ended
+//! where those words were complete ([`POST_ROLL`] after the audio of the partial that first had
+//! them), and its final pass and the turn follow as after a pause. The audio after that point
+//! goes on into a *quiet* utterance: partials keep running on it, but nothing is announced until
+//! one of them has words — then it becomes the caller's next utterance (its start back-dated to
+//! the cut). A quiet utterance the VAD ends before any words is dropped. Needs partials (the
+//! embedded engines); with a remote final-pass-only engine the turn waits for the VAD.
+//!
 //! Times are media time: the frame index × 20 ms, minus the denoiser's constant latency.
 
 use std::collections::VecDeque;
@@ -48,6 +60,9 @@ pub const POST_ROLL: Duration = Duration::from_millis(100);
 pub const FIRST_PARTIAL: Duration = Duration::from_millis(400);
 /// Then one every this much new speech (while none is in flight).
 pub const PARTIAL_EVERY: Duration = Duration::from_millis(500);
+/// Partial hypotheses unchanged over this much more audio while the VAD still hears speech:
+/// the caller's words have stopped (see the module doc).
+pub const WORDS_STILL: Duration = Duration::from_millis(1200);
 /// An utterance longer than this is cut into segments (Whisper's window is 30 s).
 pub const MAX_UTTERANCE: Duration = Duration::from_secs(25);
 /// A voicemail beep is looked for during this much of the start of the call.
@@ -86,6 +101,8 @@ pub struct SttDone {
     kind: JobKind,
     start: Duration,
     end: Duration,
+    /// Samples of the utterance a partial pass heard (0 for the others).
+    covered: usize,
     result: JobResult,
 }
 
@@ -118,9 +135,50 @@ struct Speculation {
 struct Utterance {
     seq: u64,
     start_frame: u64,
+    /// The frame whose audio is `samples[0]` (the pre-roll's first).
+    first_frame: u64,
     samples: Vec<i16>,
     /// Samples at the last partial request.
     partial_at: usize,
+    /// The words of the latest partial (lower case, no punctuation).
+    words: String,
+    /// Samples the partial that first had [`Self::words`] heard.
+    words_at: usize,
+    /// The words stopped at this many samples: end the utterance there (next frame).
+    stalled: Option<usize>,
+    /// A quiet utterance: not announced (no `SpeechStarted`) until a partial has words.
+    quiet: bool,
+}
+
+impl Utterance {
+    fn new(seq: u64, start_frame: u64, first_frame: u64, samples: Vec<i16>, quiet: bool) -> Self {
+        Self {
+            seq,
+            start_frame,
+            first_frame,
+            samples,
+            partial_at: 0,
+            words: String::new(),
+            words_at: 0,
+            stalled: None,
+            quiet,
+        }
+    }
+}
+
+/// `text`'s words, lower case, without punctuation: what partials are compared by.
+fn words_of(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        let w: String = word.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect();
+        if !w.is_empty() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(&w);
+        }
+    }
+    out
 }
 
 /// One call's listening state.
@@ -221,8 +279,18 @@ impl Listening {
             None => {}
         }
         let Some(u) = self.utterance.as_ref() else { return };
+        if let Some(at) = u.stalled {
+            self.words_stopped(at, events, jobs);
+            return;
+        }
         let len = Duration::from_millis(u.samples.len() as u64 / 16);
         if len >= MAX_UTTERANCE {
+            if u.quiet {
+                // Nothing said in it: start listening afresh.
+                let seq = self.next_seq();
+                self.utterance = Some(Utterance::new(seq, self.frame, self.frame, Vec::new(), true));
+                return;
+            }
             // Cut a very long utterance into segments; the caller is still speaking.
             self.end_utterance(index, events, jobs);
             self.start_utterance(index, index, events);
@@ -252,6 +320,9 @@ impl Listening {
         else {
             return;
         };
+        if u.quiet {
+            return;
+        }
         if self.frame.saturating_sub(end) < frames(POST_ROLL) as u64 {
             return;
         }
@@ -280,19 +351,45 @@ impl Listening {
         u.samples.len().saturating_sub(drop_frames * PIPELINE_FRAME_SAMPLES)
     }
 
+    fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq - 1
+    }
+
     fn start_utterance(&mut self, start: u64, now: u64, events: &mut Vec<ListenerEvent>) {
         // From PRE_ROLL before the first voiced frame, as far as history reaches.
         let back = (now - start) as usize + 1 + frames(PRE_ROLL);
         let take = (back * PIPELINE_FRAME_SAMPLES).min(self.history.len());
         let samples: Vec<i16> = self.history.iter().skip(self.history.len() - take).copied().collect();
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.utterance = Some(Utterance { seq, start_frame: start, samples, partial_at: 0 });
+        let seq = self.next_seq();
+        let first_frame = self.frame - (take / PIPELINE_FRAME_SAMPLES) as u64;
+        self.utterance = Some(Utterance::new(seq, start, first_frame, samples, false));
         events.push(ListenerEvent::SpeechStarted { at: self.at(start) });
+    }
+
+    /// The partials stopped changing at `at` samples into the utterance while the VAD still
+    /// hears speech: ends the utterance there and listens on in a quiet one (module doc).
+    fn words_stopped(&mut self, at: usize, events: &mut Vec<ListenerEvent>, jobs: &mut Vec<SttJob>) {
+        let Some(u) = self.utterance.as_ref() else { return };
+        let end = u.first_frame + at.div_ceil(PIPELINE_FRAME_SAMPLES) as u64;
+        let keep = ((end - u.first_frame) as usize + frames(POST_ROLL)) * PIPELINE_FRAME_SAMPLES;
+        let rest = u.samples.get(keep..).unwrap_or_default().to_vec();
+        tracing::debug!(
+            at_ms = self.at(end).as_millis() as u64,
+            "the words stopped; the VAD still hears speech"
+        );
+        self.end_utterance(end, events, jobs);
+        let seq = self.next_seq();
+        let first = self.frame - (rest.len() / PIPELINE_FRAME_SAMPLES) as u64;
+        self.utterance = Some(Utterance::new(seq, first, first, rest, true));
     }
 
     fn end_utterance(&mut self, end: u64, events: &mut Vec<ListenerEvent>, jobs: &mut Vec<SttJob>) {
         let Some(mut u) = self.utterance.take() else { return };
+        if u.quiet {
+            // Nothing was said in it: it never was an utterance.
+            return;
+        }
         // Keep POST_ROLL after the last voiced frame; drop the rest of the hangover.
         let keep = self.trimmed_len(&u, end);
         u.samples.truncate(keep);
@@ -327,7 +424,14 @@ impl Listening {
                     }
                     Err(_) => None,
                 };
-                SttDone { seq, kind: JobKind::Hint, start, end: end_at, result: JobResult::Hint(p) }
+                SttDone {
+                    seq,
+                    kind: JobKind::Hint,
+                    start,
+                    end: end_at,
+                    covered: 0,
+                    result: JobResult::Hint(p),
+                }
             }));
         }
         match &self.setup.stt {
@@ -370,6 +474,27 @@ impl Listening {
         jobs.push(job(stt.clone(), req, u.seq, JobKind::Partial, start, start));
     }
 
+    /// A partial of the current utterance came back, having heard `covered` samples: tracks
+    /// when its words last changed; announces a quiet utterance that has words.
+    fn on_partial_words(&mut self, text: &str, covered: usize) -> Option<ListenerEvent> {
+        let still = frames(WORDS_STILL) * PIPELINE_FRAME_SAMPLES;
+        let vad_speaking = self.vad.pending_end().is_none();
+        let u = self.utterance.as_mut()?;
+        let words = words_of(text);
+        if words != u.words {
+            u.words = words;
+            u.words_at = covered;
+        } else if !u.words.is_empty() && vad_speaking && covered >= u.words_at + still {
+            u.stalled = Some(u.words_at);
+        }
+        if u.quiet && !u.words.is_empty() {
+            u.quiet = false;
+            let start = u.start_frame;
+            return Some(ListenerEvent::SpeechStarted { at: self.at(start) });
+        }
+        None
+    }
+
     /// A speech-to-text request finished: the event it makes, if still relevant.
     pub fn on_stt(&mut self, done: SttDone) -> Option<ListenerEvent> {
         let result = match done.result {
@@ -384,8 +509,12 @@ impl Listening {
                 self.partial_in_flight = false;
                 let t = result.ok()?;
                 self.stt_partial.observe(t.compute.as_secs_f64());
-                let current = self.utterance.as_ref().is_some_and(|u| u.seq == done.seq);
-                (current && !t.text.trim().is_empty())
+                let current = self.utterance.as_ref().filter(|u| u.seq == done.seq)?;
+                let quiet = current.quiet;
+                if let Some(started) = self.on_partial_words(&t.text, done.covered) {
+                    return Some(started);
+                }
+                (!quiet && !t.text.trim().is_empty())
                     .then(|| ListenerEvent::Partial { text: t.text, at: self.at(self.frame) })
             }
             JobKind::Speculative => {
@@ -433,9 +562,10 @@ fn to_f32(samples: &[i16]) -> Arc<[f32]> {
 }
 
 fn job(stt: SharedStt, req: SttRequest, seq: u64, kind: JobKind, start: Duration, end: Duration) -> SttJob {
+    let covered = if kind == JobKind::Partial { req.pcm_16k.len() } else { 0 };
     Box::pin(async move {
         let result = JobResult::Stt(stt.transcribe(req).await);
-        SttDone { seq, kind, start, end, result }
+        SttDone { seq, kind, start, end, covered, result }
     })
 }
 
@@ -480,6 +610,62 @@ mod tests {
                 })
             })
         }
+    }
+
+    /// Partials from a script (then a new word each time: never still), finals `"final N"`;
+    /// remembers (quality, samples).
+    #[derive(Default)]
+    struct Partials {
+        script: Mutex<VecDeque<&'static str>>,
+        requests: Mutex<Vec<(SttQuality, usize)>>,
+    }
+
+    impl SttEngine for Partials {
+        fn name(&self) -> &'static str {
+            "partials"
+        }
+        fn covers(&self, _: &str) -> bool {
+            true
+        }
+        fn partials(&self) -> bool {
+            true
+        }
+        fn transcribe(
+            &self,
+            req: SttRequest,
+        ) -> Pin<Box<dyn Future<Output = Result<Transcription, SttError>> + Send + '_>> {
+            let mut requests = self.requests.lock().unwrap();
+            requests.push((req.quality, req.pcm_16k.len()));
+            let text = match req.quality {
+                SttQuality::Partial => match self.script.lock().unwrap().pop_front() {
+                    Some(t) => t.to_string(),
+                    None => format!("word {}", requests.len()),
+                },
+                _ => format!("final {}", requests.iter().filter(|r| r.0 != SttQuality::Partial).count()),
+            };
+            Box::pin(async move {
+                Ok(Transcription {
+                    text,
+                    confidence: 1.0,
+                    engine: "partials",
+                    audio_ms: 0,
+                    compute: Duration::ZERO,
+                })
+            })
+        }
+    }
+
+    fn listening_with(stt: SharedStt, metrics: &Metrics) -> Listening {
+        let setup = ListeningSetup {
+            denoise: DenoiseMode::Off,
+            silero: None,
+            vad: VadConfig::default(),
+            stt: Some(stt),
+            language: "en-US".into(),
+            final_quality: SttQuality::Final,
+            smart_turn: None,
+        };
+        Listening::new(setup, metrics)
     }
 
     fn listening(stt: &Arc<Scripted>, metrics: &Metrics) -> Listening {
@@ -632,5 +818,102 @@ mod tests {
         assert_eq!(ends, 2, "two utterances");
         assert_eq!(got.len(), 2, "each utterance has its final transcript: {got:?}");
         assert!(got.contains(&"pass 1".to_string()), "{got:?}");
+    }
+
+    fn count(events: &[(u64, ListenerEvent)], want: fn(&ListenerEvent) -> bool) -> usize {
+        events.iter().filter(|(_, e)| want(e)).count()
+    }
+
+    fn speech_times(events: &[(u64, ListenerEvent)]) -> Vec<(&'static str, Duration)> {
+        events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                ListenerEvent::SpeechStarted { at } => Some(("started", *at)),
+                ListenerEvent::SpeechEnded { at } => Some(("ended", *at)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Speech the VAD never ends (the caller's sentence said three times without a pause, as
+    /// babble would keep it open) while the partials stop changing: the utterance ends where
+    /// its words were complete, and what follows is announced only once a partial has words.
+    #[test]
+    fn when_the_words_stop_and_the_sound_goes_on_the_utterance_ends_where_the_words_did() {
+        let metrics = Metrics::new();
+        let stt = Arc::new(Partials::default());
+        // Partials 1–5 of the first utterance; then the quiet one's: nothing twice, then words.
+        stt.script.lock().unwrap().extend([
+            "hello",
+            "hello there",
+            "hello there.",
+            "Hello there",
+            "hello there",
+            "",
+            "",
+            "and",
+        ]);
+        let mut l = listening_with(stt.clone() as SharedStt, &metrics);
+        let audio = [silence(500), hello(), hello(), hello(), silence(1500)].concat();
+        let events = run(&mut l, &audio, 0);
+        let requests = stt.requests.lock().unwrap().clone();
+        let times = speech_times(&events);
+        assert_eq!(
+            times.iter().map(|t| t.0).collect::<Vec<_>>(),
+            ["started", "ended", "started", "ended"],
+            "{times:?}"
+        );
+        // The first utterance's final pass heard up to the partial that first said "hello
+        // there", plus the post-roll.
+        let words_at = requests[1].1;
+        assert_eq!(requests[1].0, SttQuality::Partial);
+        let post = frames(POST_ROLL) * PIPELINE_FRAME_SAMPLES;
+        let first_final = requests.iter().find(|r| r.0 != SttQuality::Partial).unwrap();
+        assert_eq!(first_final.1, words_at.div_ceil(PIPELINE_FRAME_SAMPLES) * PIPELINE_FRAME_SAMPLES + post);
+        // The quiet utterance was announced from where the first one's audio ended.
+        assert_eq!(times[2].1, times[1].1 + POST_ROLL);
+        let got: Vec<String> = finals(&events).into_iter().map(|f| f.1).collect();
+        assert_eq!(got, ["final 1", "final 2"]);
+        // Its empty partials were not passed on.
+        let partials: Vec<String> = events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                ListenerEvent::Partial { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(&partials[..5], ["hello", "hello there", "hello there.", "Hello there", "hello there"]);
+        assert!(partials[5..].iter().all(|p| p.starts_with("word")), "{partials:?}");
+    }
+
+    /// After the words stopped, sound with no words in it until the VAD ends it is nothing:
+    /// no second utterance, no final pass for it.
+    #[test]
+    fn a_quiet_utterance_without_words_is_dropped() {
+        let metrics = Metrics::new();
+        let stt = Arc::new(Partials::default());
+        stt.script.lock().unwrap().extend(["hello there"; 4]);
+        stt.script.lock().unwrap().extend([""; 40]);
+        let mut l = listening_with(stt.clone() as SharedStt, &metrics);
+        let audio = [silence(500), hello(), hello(), silence(1500)].concat();
+        let events = run(&mut l, &audio, 0);
+        let times = speech_times(&events);
+        assert_eq!(times.iter().map(|t| t.0).collect::<Vec<_>>(), ["started", "ended"], "{times:?}");
+        assert_eq!(finals(&events).len(), 1);
+        let passes = stt.requests.lock().unwrap().iter().filter(|r| r.0 != SttQuality::Partial).count();
+        assert_eq!(passes, 1, "no pass for the quiet utterance");
+        assert_eq!(count(&events, |e| matches!(e, ListenerEvent::Tentative { .. })), 0);
+    }
+
+    /// Partials that keep changing never cut: speech the VAD does not end stays one utterance.
+    #[test]
+    fn changing_partials_never_cut() {
+        let metrics = Metrics::new();
+        let stt = Arc::new(Partials::default());
+        let mut l = listening_with(stt.clone() as SharedStt, &metrics);
+        let audio = [silence(500), hello(), hello(), hello(), silence(1500)].concat();
+        let events = run(&mut l, &audio, 0);
+        assert_eq!(speech_times(&events).len(), 2, "one utterance");
+        assert_eq!(finals(&events).len(), 1);
     }
 }
