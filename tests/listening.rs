@@ -259,3 +259,43 @@ async fn with_the_end_of_turn_model_each_pause_gets_a_hint_and_the_turns_still_c
     // caller has resumed, merging them — the hints are what this test is about.
     assert!(!rec.turns.is_empty(), "{:?}", rec.turns);
 }
+
+/// Babble before the caller's first words, over the greeting: the café call with three copies of
+/// the babble between its sentences (6.3 s) in front of it, default `noise-cancellation`. The VAD
+/// calls the babble speech and it cuts the greeting; once the partials have found no words in
+/// `NO_WORDS` (2 s) of it, it ends as noise and the greeting resumes where it was cut; the babble
+/// then is not the caller until words are heard in it. Measured: barge-in at 1.2 s, resumed at
+/// 2.7 s, then the caller's two sentences as two turns (starts 6.22 and 12.44 s for words at 6.9
+/// and 12.5 s). Before: the greeting was cut for good and the call was one turn from 0.6 s on.
+#[tokio::test]
+async fn babble_before_the_first_words_does_not_silence_the_greeting() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = TestServer::start().await;
+    let call = Fixture::load("calls-piper/noisy-cafe-10db.mulaw-8k.wav").frames();
+    let pause = &call[3_900 / 20..6_000 / 20];
+    let mut frames: Vec<Vec<u8>> = (0..3).flat_map(|_| pause.iter().cloned()).collect();
+    let lead_ms = frames.len() as i64 * 20;
+    frames.extend(call);
+    let agent = json!({"name": "Greeter", "beginMessage": GREETING, "maxSilenceMs": 60000});
+    let (_c, rec) = run_media(&s, agent, media(frames, 2.0)).await;
+    let ev: Vec<String> = rec.events.iter().map(|e| format!("{}@{}", e.kind, e.at_ms)).collect();
+
+    let ann = Fixture::annotation("../calls-piper/noisy-cafe-10db.json");
+    let want = ann["callerTurns"].as_array().unwrap();
+    let first_word = lead_ms + want[0]["startMs"].as_i64().unwrap();
+    // Every barge-in before the caller said anything was undone before they did.
+    let before = |kind: &str| rec.events.iter().filter(|e| e.kind == kind && e.at_ms < first_word).count();
+    assert_eq!(before("barge_in"), before("agent_resumed"), "{ev:?}");
+    assert_eq!(rec.turns.len(), 2, "turns {:?}, events {ev:?}", rec.turns);
+    for (got, want) in rec.turns.iter().zip(want) {
+        let e = wer(want["text"].as_str().unwrap(), &got.transcript);
+        assert!(e <= 0.20, "turn {} heard as {:?} (WER {e:.2})", got.seq, got.transcript);
+        // It starts near the caller's words, not back in the babble.
+        let start = lead_ms + want["startMs"].as_i64().unwrap();
+        assert!(
+            (start - 1_000..=start + 250).contains(&got.started_ms),
+            "turn at {} for words at {start}",
+            got.started_ms
+        );
+    }
+}

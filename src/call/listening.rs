@@ -30,8 +30,13 @@
 //! them), and its final pass and the turn follow as after a pause. The audio after that point
 //! goes on into a *quiet* utterance: partials keep running on it, but nothing is announced until
 //! one of them has words — then it becomes the caller's next utterance (its start back-dated to
-//! the cut). A quiet utterance the VAD ends before any words is dropped. Needs partials (the
-//! embedded engines); with a remote final-pass-only engine the turn waits for the VAD.
+//! the cut). A quiet utterance the VAD ends before any words is dropped; one that goes on keeps
+//! only its last [`QUIET_KEEP`]. The same goes for sound that never had words: an utterance
+//! whose partials have found none in [`NO_WORDS`] of audio while the VAD still hears speech
+//! (babble before the caller has said anything, say) ends as noise — `SpeechEnded` and an empty
+//! `Final`, so a barge-in it caused is undone — and the sound goes on as a quiet utterance.
+//! Needs partials (the embedded engines); with a remote final-pass-only engine the turn waits
+//! for the VAD.
 //!
 //! Times are media time: the frame index × 20 ms, minus the denoiser's constant latency.
 
@@ -63,6 +68,15 @@ pub const PARTIAL_EVERY: Duration = Duration::from_millis(500);
 /// Partial hypotheses unchanged over this much more audio while the VAD still hears speech:
 /// the caller's words have stopped (see the module doc).
 pub const WORDS_STILL: Duration = Duration::from_millis(1200);
+/// Audio whose partials have no words, the VAD still hearing speech: noise (see the module doc).
+pub const NO_WORDS: Duration = Duration::from_millis(2000);
+/// How far before the end of the audio of a quiet utterance's last empty partial its words may
+/// begin (a word the partial heard only the start of).
+const WORD_MARGIN_SAMPLES: usize = 500 * 16;
+/// A quiet utterance longer than [`QUIET_MAX`] is cut back to its last this much.
+pub const QUIET_KEEP: Duration = Duration::from_millis(2000);
+/// Longest quiet utterance (its partials re-decode all of it).
+pub const QUIET_MAX: Duration = Duration::from_millis(4000);
 /// An utterance longer than this is cut into segments (Whisper's window is 30 s).
 pub const MAX_UTTERANCE: Duration = Duration::from_secs(25);
 /// A voicemail beep is looked for during this much of the start of the call.
@@ -142,10 +156,15 @@ struct Utterance {
     partial_at: usize,
     /// The words of the latest partial (lower case, no punctuation).
     words: String,
-    /// Samples the partial that first had [`Self::words`] heard.
+    /// Samples the partial that first had [`Self::words`] (as far as [`same_progress`] can
+    /// tell) heard.
     words_at: usize,
+    /// Samples the latest partial without words heard.
+    empty_at: usize,
     /// The words stopped at this many samples: end the utterance there (next frame).
     stalled: Option<usize>,
+    /// No words in [`NO_WORDS`] of it: end it as noise (next frame).
+    wordless: bool,
     /// A quiet utterance: not announced (no `SpeechStarted`) until a partial has words.
     quiet: bool,
 }
@@ -160,10 +179,21 @@ impl Utterance {
             partial_at: 0,
             words: String::new(),
             words_at: 0,
+            empty_at: 0,
             stalled: None,
+            wordless: false,
             quiet,
         }
     }
+}
+
+/// Whether two partials' words (from [`words_of`]) say the caller has got no further: as many
+/// words, ending the same. Re-decoding flickers over the middle ("calling to change" / "calling
+/// for change"); new speech adds words at the end.
+fn same_progress(a: &str, b: &str) -> bool {
+    const TAIL: usize = 3;
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.split(' ').collect(), b.split(' ').collect());
+    a.len() == b.len() && a[a.len().saturating_sub(TAIL)..] == b[b.len().saturating_sub(TAIL)..]
 }
 
 /// `text`'s words, lower case, without punctuation: what partials are compared by.
@@ -283,14 +313,14 @@ impl Listening {
             self.words_stopped(at, events, jobs);
             return;
         }
+        if u.wordless {
+            self.end_as_noise(events);
+            return;
+        }
         let len = Duration::from_millis(u.samples.len() as u64 / 16);
-        if len >= MAX_UTTERANCE {
-            if u.quiet {
-                // Nothing said in it: start listening afresh.
-                let seq = self.next_seq();
-                self.utterance = Some(Utterance::new(seq, self.frame, self.frame, Vec::new(), true));
-                return;
-            }
+        if u.quiet && len > QUIET_MAX {
+            self.trim_quiet();
+        } else if len >= MAX_UTTERANCE {
             // Cut a very long utterance into segments; the caller is still speaking.
             self.end_utterance(index, events, jobs);
             self.start_utterance(index, index, events);
@@ -382,6 +412,38 @@ impl Listening {
         let seq = self.next_seq();
         let first = self.frame - (rest.len() / PIPELINE_FRAME_SAMPLES) as u64;
         self.utterance = Some(Utterance::new(seq, first, first, rest, true));
+    }
+
+    /// The utterance's partials found no words in [`NO_WORDS`] of it: it ends as noise (no
+    /// final pass: an empty final transcript) and the sound goes on as a quiet utterance.
+    fn end_as_noise(&mut self, events: &mut Vec<ListenerEvent>) {
+        let Some(mut u) = self.utterance.take() else { return };
+        let (start, end) = (self.at(u.start_frame), self.at(self.frame));
+        tracing::debug!(at_ms = end.as_millis() as u64, "no words in the sound the VAD hears: noise");
+        if self.speculation.take().is_some() {
+            self.speculative_miss.inc();
+        }
+        events.push(ListenerEvent::SpeechEnded { at: end });
+        events.push(ListenerEvent::Final { text: String::new(), confidence: 0.0, start, end });
+        u.seq = self.next_seq();
+        u.quiet = true;
+        u.wordless = false;
+        u.words_at = 0;
+        self.utterance = Some(u);
+        self.trim_quiet();
+    }
+
+    /// Keeps a quiet utterance's last [`QUIET_KEEP`] of audio.
+    fn trim_quiet(&mut self) {
+        let Some(u) = self.utterance.as_mut().filter(|u| u.quiet) else { return };
+        let keep = frames(QUIET_KEEP) * PIPELINE_FRAME_SAMPLES;
+        let drop = u.samples.len().saturating_sub(keep);
+        u.samples.drain(..drop);
+        u.first_frame += (drop / PIPELINE_FRAME_SAMPLES) as u64;
+        u.start_frame = u.start_frame.max(u.first_frame);
+        u.partial_at = u.partial_at.saturating_sub(drop);
+        u.words_at = u.words_at.saturating_sub(drop);
+        u.empty_at = u.empty_at.saturating_sub(drop);
     }
 
     fn end_utterance(&mut self, end: u64, events: &mut Vec<ListenerEvent>, jobs: &mut Vec<SttJob>) {
@@ -478,16 +540,31 @@ impl Listening {
     /// when its words last changed; announces a quiet utterance that has words.
     fn on_partial_words(&mut self, text: &str, covered: usize) -> Option<ListenerEvent> {
         let still = frames(WORDS_STILL) * PIPELINE_FRAME_SAMPLES;
+        let no_words = frames(NO_WORDS) * PIPELINE_FRAME_SAMPLES;
         let vad_speaking = self.vad.pending_end().is_none();
         let u = self.utterance.as_mut()?;
         let words = words_of(text);
-        if words != u.words {
+        if words.is_empty() {
+            u.empty_at = covered;
+        }
+        if !same_progress(&words, &u.words) {
             u.words = words;
             u.words_at = covered;
         } else if !u.words.is_empty() && vad_speaking && covered >= u.words_at + still {
             u.stalled = Some(u.words_at);
+        } else if u.words.is_empty() && !u.quiet && vad_speaking && covered >= no_words {
+            u.wordless = true;
         }
         if u.quiet && !u.words.is_empty() {
+            // The words came after what the last empty partial heard (less a margin for a word
+            // it had only the start of): the utterance starts there.
+            let cut = u.empty_at.saturating_sub(WORD_MARGIN_SAMPLES) / PIPELINE_FRAME_SAMPLES;
+            u.samples.drain(..cut * PIPELINE_FRAME_SAMPLES);
+            u.first_frame += cut as u64;
+            u.start_frame =
+                u.start_frame.max(u.first_frame + if cut > 0 { frames(PRE_ROLL) as u64 } else { 0 });
+            u.partial_at = u.partial_at.saturating_sub(cut * PIPELINE_FRAME_SAMPLES);
+            u.words_at = u.words_at.saturating_sub(cut * PIPELINE_FRAME_SAMPLES);
             u.quiet = false;
             let start = u.start_frame;
             return Some(ListenerEvent::SpeechStarted { at: self.at(start) });
@@ -870,8 +947,11 @@ mod tests {
         let post = frames(POST_ROLL) * PIPELINE_FRAME_SAMPLES;
         let first_final = requests.iter().find(|r| r.0 != SttQuality::Partial).unwrap();
         assert_eq!(first_final.1, words_at.div_ceil(PIPELINE_FRAME_SAMPLES) * PIPELINE_FRAME_SAMPLES + post);
-        // The quiet utterance was announced from where the first one's audio ended.
-        assert_eq!(times[2].1, times[1].1 + POST_ROLL);
+        // The quiet utterance was announced from after where the first one's audio ended, and
+        // from before its words were heard.
+        let announced =
+            events.iter().filter(|(_, e)| matches!(e, ListenerEvent::SpeechStarted { .. })).nth(1).unwrap().0;
+        assert!(times[2].1 >= times[1].1 + POST_ROLL && times[2].1 < l.at(announced), "{times:?}");
         let got: Vec<String> = finals(&events).into_iter().map(|f| f.1).collect();
         assert_eq!(got, ["final 1", "final 2"]);
         // Its empty partials were not passed on.
@@ -915,5 +995,54 @@ mod tests {
         let events = run(&mut l, &audio, 0);
         assert_eq!(speech_times(&events).len(), 2, "one utterance");
         assert_eq!(finals(&events).len(), 1);
+    }
+
+    /// Sound the VAD calls speech but whose partials never have words ends as noise after
+    /// [`NO_WORDS`]: an empty final transcript, no final pass; the caller's words after it are
+    /// announced as a new utterance when a partial hears them.
+    #[test]
+    fn sound_without_words_ends_as_noise_and_words_after_it_are_announced() {
+        let metrics = Metrics::new();
+        let stt = Arc::new(Partials::default());
+        stt.script.lock().unwrap().extend(["", "", "", "", "", "", "", "and then"]);
+        let mut l = listening_with(stt.clone() as SharedStt, &metrics);
+        let audio = [silence(500), hello(), hello(), hello(), silence(1500)].concat();
+        let events = run(&mut l, &audio, 0);
+        let times = speech_times(&events);
+        assert_eq!(
+            times.iter().map(|t| t.0).collect::<Vec<_>>(),
+            ["started", "ended", "started", "ended"],
+            "{times:?}"
+        );
+        assert!(times[1].1 - times[0].1 >= NO_WORDS, "{times:?}");
+        let got: Vec<String> = finals(&events).into_iter().map(|f| f.1).collect();
+        assert_eq!(got, ["", "final 1"], "the noise's final transcript is empty and needed no pass");
+        let passes = stt.requests.lock().unwrap().iter().filter(|r| r.0 != SttQuality::Partial).count();
+        assert_eq!(passes, 1);
+        // The words were announced from within the last QUIET_MAX before they were heard.
+        let announced = events
+            .iter()
+            .filter(|(_, e)| matches!(e, ListenerEvent::SpeechStarted { .. }))
+            .nth(1)
+            .map(|(i, _)| *i)
+            .unwrap();
+        assert!(
+            l.at(announced) - times[2].1 <= QUIET_MAX + PARTIAL_EVERY,
+            "{times:?} announced at frame {announced}"
+        );
+    }
+
+    #[test]
+    fn partials_are_compared_by_how_far_they_got() {
+        assert_eq!(
+            words_of("Hi, I'm calling to change my reservation."),
+            "hi im calling to change my reservation"
+        );
+        let (a, b) = ("hi im calling to change my reservation", "hi im calling for change my reservation");
+        assert!(same_progress(a, b), "a flicker in the middle is no new speech");
+        assert!(!same_progress(a, "hi im calling to change my reservation for"), "a word more");
+        assert!(!same_progress(a, "hi im calling to change my reservations"), "the last word changed");
+        assert!(same_progress("", ""));
+        assert!(!same_progress("", "hi"));
     }
 }

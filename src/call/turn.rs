@@ -25,7 +25,9 @@
 //!   past the threshold before any words were known is judged by its final transcript.
 //! - **False-interruption recovery.** If no words arrive within [`FALSE_INTERRUPTION_WINDOW`] of a
 //!   barge-in and the caller is silent by then, the interruption was noise: the agent resumes
-//!   the cut utterance where it stopped.
+//!   the cut utterance where it stopped. If the sound is still going on at the window's end, the
+//!   machine looks again every [`FALSE_INTERRUPTION_RECHECK`]: once it has ended and its final
+//!   transcript came back without words, the agent resumes then.
 //! - **Backchannel** (`enableBackchannel`): after [`BACKCHANNEL_MIN_TURN`] of caller speech in one
 //!   turn, a pause of [`BACKCHANNEL_PAUSE`] (with the sentence not complete) earns one cue, never
 //!   while the caller is speaking, at most one per [`BACKCHANNEL_MIN_GAP`].
@@ -49,6 +51,9 @@ pub const BACKCHANNEL_INTERRUPTS_FROM: f64 = 0.9;
 pub const BACKCHANNEL_GRACE: Duration = Duration::from_millis(300);
 /// A barge-in with no words within this window is treated as noise and undone.
 pub const FALSE_INTERRUPTION_WINDOW: Duration = Duration::from_millis(1500);
+/// After the window, while the wordless sound goes on (or its final transcript is still to come),
+/// how often the machine looks again.
+pub const FALSE_INTERRUPTION_RECHECK: Duration = Duration::from_millis(250);
 /// Caller speech in a turn before a backchannel cue is due.
 pub const BACKCHANNEL_MIN_TURN: Duration = Duration::from_secs(4);
 /// The pause that invites a backchannel cue.
@@ -788,7 +793,10 @@ impl TurnMachine {
                 }
             }
             TimerKind::FalseInterruption => {
-                if self.interrupted && !self.caller_speaking && self.turn.text.is_empty() {
+                let words = !self.turn.text.is_empty() || !self.partial.trim().is_empty();
+                if self.interrupted && !words && (self.caller_speaking || self.turn.awaiting_finals > 0) {
+                    self.set(TimerKind::FalseInterruption, Some(now + FALSE_INTERRUPTION_RECHECK), fx);
+                } else if self.interrupted && !self.caller_speaking && self.turn.text.is_empty() {
                     self.interrupted = false;
                     self.reset_turn(fx);
                     fx.push(Effect::Interruption(InterruptionKind::False));

@@ -464,6 +464,31 @@ fn a_caller_still_talking_at_the_window_is_not_a_false_interruption() {
     assert_eq!(s.count(&Effect::Resume), 0);
 }
 
+#[test]
+fn noise_that_outlasts_the_window_resumes_the_agent_once_it_ends_without_words() {
+    let mut s = Sim::new(with_sensitivity(0.8));
+    s.ev(0, Event::AgentStarted);
+    // Barge-in at 1600 (threshold + grace, no words); the sound goes on to 4000, its final
+    // transcript (empty) comes back at 4150.
+    s.say(1000, 4000, "", 150).at(8000);
+    assert_eq!(s.when(&Effect::Interrupt), Some(1600));
+    // Looked again every 250 ms from 3100: 4100 still waited for the final, 4350 resumed.
+    assert_eq!(s.when(&Effect::Resume), Some(4350));
+    assert_eq!(s.count(&Effect::Interruption(InterruptionKind::False)), 1);
+    assert!(s.turns().is_empty());
+}
+
+#[test]
+fn speech_that_outlasts_the_window_and_has_words_is_a_turn_not_a_false_interruption() {
+    let mut s = Sim::new(with_sensitivity(0.8));
+    s.ev(0, Event::AgentStarted);
+    s.say(1000, 4000, "I said the other one.", 150).at(8000);
+    assert_eq!(s.when(&Effect::Interrupt), Some(1600));
+    assert_eq!(s.count(&Effect::Resume), 0);
+    assert_eq!(s.count(&Effect::Interruption(InterruptionKind::False)), 0);
+    assert_eq!(s.turns().len(), 1);
+}
+
 // ---- backchannel cues ------------------------------------------------------------------------
 
 fn backchannel_cfg(on: bool) -> TurnConfig {
