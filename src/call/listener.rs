@@ -111,11 +111,16 @@ impl Listener {
                 biased;
                 () = &mut cancelled => break,
                 Some(done) = jobs.next(), if !jobs.is_empty() => {
-                    let event = self.listening.as_mut().and_then(|l| l.on_stt(done));
-                    if let Some(event) = event {
-                        if io.events.send(event).await.is_err() {
-                            break;
-                        }
+                    let mut events = Vec::new();
+                    if let Some(l) = self.listening.as_mut() {
+                        l.on_stt(done, &mut events);
+                    }
+                    let mut gone = false;
+                    for event in events {
+                        gone = gone || io.events.send(event).await.is_err();
+                    }
+                    if gone {
+                        break;
                     }
                     continue;
                 }

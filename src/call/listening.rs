@@ -24,19 +24,24 @@
 //! **When the words stop but the sound does not.** Where the background is itself speech (a
 //! café's babble), the VAD may hear speech from the caller's first word to the end of the call,
 //! and a turn that waits for the VAD never ends. The partial hypotheses say what the VAD cannot:
-//! once they have stayed the same (same words, ignoring case and punctuation) over
-//! [`WORDS_STILL`] of further audio while the VAD still hears speech, the utterance is ended
-//! where those words were complete ([`POST_ROLL`] after the audio of the partial that first had
-//! them), and its final pass and the turn follow as after a pause. The audio after that point
-//! goes on into a *quiet* utterance: partials keep running on it, but nothing is announced until
-//! one of them has words — then it becomes the caller's next utterance (its start back-dated to
-//! the cut). A quiet utterance the VAD ends before any words is dropped; one that goes on keeps
-//! only its last [`QUIET_KEEP`]. The same goes for sound that never had words: an utterance
-//! whose partials have found none in [`NO_WORDS`] of audio while the VAD still hears speech
-//! (babble before the caller has said anything, say) ends as noise — `SpeechEnded` and an empty
-//! `Final`, so a barge-in it caused is undone — and the sound goes on as a quiet utterance.
-//! Needs partials (the embedded engines); with a remote final-pass-only engine the turn waits
-//! for the VAD.
+//! once they have got no further — as many words, the same last three ([`same_progress`]; an
+//! empty partial after words counts as no further) — over [`WORDS_STILL`] more audio while the
+//! VAD still hears speech, the utterance ends where those words were complete (the audio of the
+//! partial that first had them, plus [`STALL_MARGIN`] and [`POST_ROLL`]), and its final pass and
+//! the turn follow as after a pause. The audio after that point goes on into a *quiet*
+//! utterance: partials keep running on it, but nothing is announced until one of them has words
+//! — then it becomes the caller's next utterance, starting shortly before what the last empty
+//! partial heard (the audio before is dropped). A quiet utterance keeps only its last
+//! [`QUIET_KEEP`] once it passes [`QUIET_MAX`]. When the VAD ends one before any partial had
+//! words, the audio after the last empty partial gets a final pass, and is announced (start,
+//! end, transcript at once) only if it has words.
+//!
+//! The same goes for sound that never had words: an utterance whose partials have found none in
+//! its first [`NO_WORDS`] of audio (pre-roll included) while the VAD still hears speech (babble
+//! before the caller has said anything, say) ends as noise — `SpeechEnded` and an empty `Final`,
+//! no final pass, so a barge-in it caused is undone — and the sound goes on as a quiet utterance,
+//! never announced as starting before the noise ended. All this needs partials (the embedded
+//! engines); with a remote final-pass-only engine the turn waits for the VAD.
 //!
 //! Times are media time: the frame index × 20 ms, minus the denoiser's constant latency.
 
@@ -68,8 +73,14 @@ pub const PARTIAL_EVERY: Duration = Duration::from_millis(500);
 /// Partial hypotheses unchanged over this much more audio while the VAD still hears speech:
 /// the caller's words have stopped (see the module doc).
 pub const WORDS_STILL: Duration = Duration::from_millis(1200);
+/// A words-stopped cut keeps this much (plus [`POST_ROLL`]) after the audio of the partial that
+/// first had the words: its last word may have been only begun there.
+const STALL_MARGIN: Duration = Duration::from_millis(200);
 /// Audio whose partials have no words, the VAD still hearing speech: noise (see the module doc).
 pub const NO_WORDS: Duration = Duration::from_millis(2000);
+/// Voiced audio after a quiet utterance's last empty partial worth a final pass when the VAD
+/// ends it.
+const MIN_QUIET_PASS: Duration = Duration::from_millis(200);
 /// How far before the end of the audio of a quiet utterance's last empty partial its words may
 /// begin (a word the partial heard only the start of).
 const WORD_MARGIN_SAMPLES: usize = 500 * 16;
@@ -132,6 +143,8 @@ enum JobKind {
     Final,
     /// A final pass started before the VAD's end of speech.
     Speculative,
+    /// The final pass of a quiet utterance the VAD ended before a partial had words in it.
+    Quiet,
     Hint,
 }
 
@@ -161,12 +174,14 @@ struct Utterance {
     words_at: usize,
     /// Samples the latest partial without words heard.
     empty_at: usize,
-    /// The words stopped at this many samples: end the utterance there (next frame).
+    /// The words stopped at this many samples: end the utterance shortly after (next frame).
     stalled: Option<usize>,
     /// No words in [`NO_WORDS`] of it: end it as noise (next frame).
     wordless: bool,
     /// A quiet utterance: not announced (no `SpeechStarted`) until a partial has words.
     quiet: bool,
+    /// Its start may not be announced before this frame (the end of the noise before it).
+    not_before: u64,
 }
 
 impl Utterance {
@@ -183,6 +198,7 @@ impl Utterance {
             stalled: None,
             wordless: false,
             quiet,
+            not_before: 0,
         }
     }
 }
@@ -401,7 +417,9 @@ impl Listening {
     /// hears speech: ends the utterance there and listens on in a quiet one (module doc).
     fn words_stopped(&mut self, at: usize, events: &mut Vec<ListenerEvent>, jobs: &mut Vec<SttJob>) {
         let Some(u) = self.utterance.as_ref() else { return };
-        let end = u.first_frame + at.div_ceil(PIPELINE_FRAME_SAMPLES) as u64;
+        // The partial that first had the words may have heard only the start of the last one.
+        let end = (u.first_frame + (at.div_ceil(PIPELINE_FRAME_SAMPLES) + frames(STALL_MARGIN)) as u64)
+            .min(self.frame);
         let keep = ((end - u.first_frame) as usize + frames(POST_ROLL)) * PIPELINE_FRAME_SAMPLES;
         let rest = u.samples.get(keep..).unwrap_or_default().to_vec();
         tracing::debug!(
@@ -429,13 +447,39 @@ impl Listening {
         u.quiet = true;
         u.wordless = false;
         u.words_at = 0;
+        u.not_before = self.frame;
         self.utterance = Some(u);
         self.trim_quiet();
     }
 
-    /// Keeps a quiet utterance's last [`QUIET_KEEP`] of audio.
+    /// The VAD ended a quiet utterance. What its partials heard had no words, but the audio since
+    /// the last of them may (a short answer between two partials): a final pass on that, which
+    /// announces it only if it has words ([`JobKind::Quiet`]).
+    fn end_quiet(&mut self, mut u: Utterance, end: u64, jobs: &mut Vec<SttJob>) {
+        let Some(stt) = self.setup.stt.clone() else { return };
+        let keep = self.trimmed_len(&u, end);
+        u.samples.truncate(keep);
+        let cut = (u.empty_at.saturating_sub(WORD_MARGIN_SAMPLES) / PIPELINE_FRAME_SAMPLES)
+            .min(u.samples.len() / PIPELINE_FRAME_SAMPLES);
+        let from = u.first_frame + cut as u64;
+        if end < from + frames(MIN_QUIET_PASS) as u64 {
+            return;
+        }
+        let start = self.at((from + if cut > 0 { frames(PRE_ROLL) as u64 } else { 0 }).max(u.not_before));
+        let req = SttRequest {
+            pcm_16k: to_f32(&u.samples[cut * PIPELINE_FRAME_SAMPLES..]),
+            language: self.setup.language.clone(),
+            quality: self.setup.final_quality,
+        };
+        jobs.push(job(stt, req, u.seq, JobKind::Quiet, start, self.at(end)));
+    }
+
+    /// Keeps a quiet utterance's last [`QUIET_KEEP`] of audio. A new sequence number: a partial
+    /// still running heard the untrimmed audio, its sample counts no longer fit.
     fn trim_quiet(&mut self) {
+        let seq = self.next_seq();
         let Some(u) = self.utterance.as_mut().filter(|u| u.quiet) else { return };
+        u.seq = seq;
         let keep = frames(QUIET_KEEP) * PIPELINE_FRAME_SAMPLES;
         let drop = u.samples.len().saturating_sub(keep);
         u.samples.drain(..drop);
@@ -449,7 +493,7 @@ impl Listening {
     fn end_utterance(&mut self, end: u64, events: &mut Vec<ListenerEvent>, jobs: &mut Vec<SttJob>) {
         let Some(mut u) = self.utterance.take() else { return };
         if u.quiet {
-            // Nothing was said in it: it never was an utterance.
+            self.end_quiet(u, end, jobs);
             return;
         }
         // Keep POST_ROLL after the last voiced frame; drop the rest of the hangover.
@@ -547,22 +591,30 @@ impl Listening {
         if words.is_empty() {
             u.empty_at = covered;
         }
-        if !same_progress(&words, &u.words) {
+        if !words.is_empty() && !same_progress(&words, &u.words) {
             u.words = words;
             u.words_at = covered;
-        } else if !u.words.is_empty() && vad_speaking && covered >= u.words_at + still {
-            u.stalled = Some(u.words_at);
-        } else if u.words.is_empty() && !u.quiet && vad_speaking && covered >= no_words {
+        } else if !u.words.is_empty() {
+            // No further (an empty partial after words is a dropout, not the words gone).
+            if vad_speaking && covered >= u.words_at + still {
+                u.stalled = Some(u.words_at);
+            }
+        } else if !u.quiet && vad_speaking && covered >= no_words {
             u.wordless = true;
         }
         if u.quiet && !u.words.is_empty() {
             // The words came after what the last empty partial heard (less a margin for a word
             // it had only the start of): the utterance starts there.
-            let cut = u.empty_at.saturating_sub(WORD_MARGIN_SAMPLES) / PIPELINE_FRAME_SAMPLES;
+            let cut = (u.empty_at.saturating_sub(WORD_MARGIN_SAMPLES) / PIPELINE_FRAME_SAMPLES)
+                .min(u.samples.len() / PIPELINE_FRAME_SAMPLES);
             u.samples.drain(..cut * PIPELINE_FRAME_SAMPLES);
             u.first_frame += cut as u64;
-            u.start_frame =
-                u.start_frame.max(u.first_frame + if cut > 0 { frames(PRE_ROLL) as u64 } else { 0 });
+            u.start_frame = u
+                .start_frame
+                .max(u.first_frame + if cut > 0 { frames(PRE_ROLL) as u64 } else { 0 })
+                .max(u.not_before)
+                .min(self.frame);
+            u.empty_at = u.empty_at.saturating_sub(cut * PIPELINE_FRAME_SAMPLES);
             u.partial_at = u.partial_at.saturating_sub(cut * PIPELINE_FRAME_SAMPLES);
             u.words_at = u.words_at.saturating_sub(cut * PIPELINE_FRAME_SAMPLES);
             u.quiet = false;
@@ -572,8 +624,15 @@ impl Listening {
         None
     }
 
-    /// A speech-to-text request finished: the event it makes, if still relevant.
-    pub fn on_stt(&mut self, done: SttDone) -> Option<ListenerEvent> {
+    /// A speech-to-text request finished: pushes the events it makes, if still relevant.
+    pub fn on_stt(&mut self, done: SttDone, events: &mut Vec<ListenerEvent>) {
+        if let Some(last) = self.stt_event(done, events) {
+            events.push(last);
+        }
+    }
+
+    /// [`Self::on_stt`]'s last event (any before it pushed to `events`).
+    fn stt_event(&mut self, done: SttDone, events: &mut Vec<ListenerEvent>) -> Option<ListenerEvent> {
         let result = match done.result {
             JobResult::Hint(p) => {
                 return p.map(|complete| ListenerEvent::TurnHint { complete, at: done.end })
@@ -586,13 +645,32 @@ impl Listening {
                 self.partial_in_flight = false;
                 let t = result.ok()?;
                 self.stt_partial.observe(t.compute.as_secs_f64());
-                let current = self.utterance.as_ref().filter(|u| u.seq == done.seq)?;
-                let quiet = current.quiet;
-                if let Some(started) = self.on_partial_words(&t.text, done.covered) {
-                    return Some(started);
+                self.utterance.as_ref().filter(|u| u.seq == done.seq)?;
+                let started = self.on_partial_words(&t.text, done.covered);
+                let quiet = self.utterance.as_ref().is_some_and(|u| u.quiet);
+                if let Some(started) = started {
+                    events.push(started);
                 }
                 (!quiet && !t.text.trim().is_empty())
                     .then(|| ListenerEvent::Partial { text: t.text, at: self.at(self.frame) })
+            }
+            JobKind::Quiet => {
+                // The VAD ended a quiet utterance before a partial had found words in it.
+                let t = result.ok().filter(|t| !t.text.trim().is_empty())?;
+                self.stt_final.observe(t.compute.as_secs_f64());
+                let announced = self.utterance.as_ref().is_some_and(|u| !u.quiet);
+                if !announced {
+                    events.push(ListenerEvent::SpeechStarted { at: done.start });
+                    events.push(ListenerEvent::SpeechEnded { at: done.end });
+                }
+                // With the caller's next utterance under way, the words join the turn as a
+                // transcript alone (its SpeechEnded will be counted by that utterance's).
+                Some(ListenerEvent::Final {
+                    text: t.text,
+                    confidence: t.confidence,
+                    start: done.start,
+                    end: done.end,
+                })
             }
             JobKind::Speculative => {
                 if let Some(i) = self.promoted.iter().position(|&p| p == (done.seq, done.end)) {
@@ -694,6 +772,8 @@ mod tests {
     #[derive(Default)]
     struct Partials {
         script: Mutex<VecDeque<&'static str>>,
+        /// Final passes' texts, then `"final N"`.
+        finals: Mutex<VecDeque<&'static str>>,
         requests: Mutex<Vec<(SttQuality, usize)>>,
     }
 
@@ -718,7 +798,12 @@ mod tests {
                     Some(t) => t.to_string(),
                     None => format!("word {}", requests.len()),
                 },
-                _ => format!("final {}", requests.iter().filter(|r| r.0 != SttQuality::Partial).count()),
+                _ => match self.finals.lock().unwrap().pop_front() {
+                    Some(t) => t.to_string(),
+                    None => {
+                        format!("final {}", requests.iter().filter(|r| r.0 != SttQuality::Partial).count())
+                    }
+                },
             };
             Box::pin(async move {
                 Ok(Transcription {
@@ -784,7 +869,9 @@ mod tests {
             while let Some(k) = pending.iter().position(|(due, _)| *due <= i) {
                 let (_, job) = pending.remove(k);
                 let done = rt.block_on(job);
-                out.extend(l.on_stt(done).map(|e| (i as u64, e)));
+                let mut events = Vec::new();
+                l.on_stt(done, &mut events);
+                out.extend(events.into_iter().map(|e| (i as u64, e)));
             }
         }
         out
@@ -946,7 +1033,11 @@ mod tests {
         assert_eq!(requests[1].0, SttQuality::Partial);
         let post = frames(POST_ROLL) * PIPELINE_FRAME_SAMPLES;
         let first_final = requests.iter().find(|r| r.0 != SttQuality::Partial).unwrap();
-        assert_eq!(first_final.1, words_at.div_ceil(PIPELINE_FRAME_SAMPLES) * PIPELINE_FRAME_SAMPLES + post);
+        let margin = frames(STALL_MARGIN) * PIPELINE_FRAME_SAMPLES;
+        assert_eq!(
+            first_final.1,
+            words_at.div_ceil(PIPELINE_FRAME_SAMPLES) * PIPELINE_FRAME_SAMPLES + margin + post
+        );
         // The quiet utterance was announced from after where the first one's audio ended, and
         // from before its words were heard.
         let announced =
@@ -954,7 +1045,7 @@ mod tests {
         assert!(times[2].1 >= times[1].1 + POST_ROLL && times[2].1 < l.at(announced), "{times:?}");
         let got: Vec<String> = finals(&events).into_iter().map(|f| f.1).collect();
         assert_eq!(got, ["final 1", "final 2"]);
-        // Its empty partials were not passed on.
+        // Its empty partials were not passed on; the one with words was, after its start.
         let partials: Vec<String> = events
             .iter()
             .filter_map(|(_, e)| match e {
@@ -963,26 +1054,57 @@ mod tests {
             })
             .collect();
         assert_eq!(&partials[..5], ["hello", "hello there", "hello there.", "Hello there", "hello there"]);
-        assert!(partials[5..].iter().all(|p| p.starts_with("word")), "{partials:?}");
+        assert_eq!(partials[5], "and");
+        assert!(partials[6..].iter().all(|p| p.starts_with("word")), "{partials:?}");
     }
 
-    /// After the words stopped, sound with no words in it until the VAD ends it is nothing:
-    /// no second utterance, no final pass for it.
+    /// After the words stopped, sound whose partials have no words until the VAD ends it: the
+    /// audio after the last empty partial gets a final pass; with no words in it, nothing is
+    /// announced; with words (a short answer between two partials), its start, end and
+    /// transcript come at once.
     #[test]
-    fn a_quiet_utterance_without_words_is_dropped() {
-        let metrics = Metrics::new();
-        let stt = Arc::new(Partials::default());
-        stt.script.lock().unwrap().extend(["hello there"; 4]);
-        stt.script.lock().unwrap().extend([""; 40]);
-        let mut l = listening_with(stt.clone() as SharedStt, &metrics);
-        let audio = [silence(500), hello(), hello(), silence(1500)].concat();
-        let events = run(&mut l, &audio, 0);
-        let times = speech_times(&events);
-        assert_eq!(times.iter().map(|t| t.0).collect::<Vec<_>>(), ["started", "ended"], "{times:?}");
-        assert_eq!(finals(&events).len(), 1);
-        let passes = stt.requests.lock().unwrap().iter().filter(|r| r.0 != SttQuality::Partial).count();
-        assert_eq!(passes, 1, "no pass for the quiet utterance");
-        assert_eq!(count(&events, |e| matches!(e, ListenerEvent::Tentative { .. })), 0);
+    fn a_quiet_utterance_is_announced_at_its_end_only_if_its_last_audio_has_words() {
+        for (last, announced) in [("", false), ("On Friday.", true)] {
+            let metrics = Metrics::new();
+            let stt = Arc::new(Partials::default());
+            stt.script.lock().unwrap().extend(["hello there"; 4]);
+            stt.script.lock().unwrap().extend([""; 40]);
+            stt.finals.lock().unwrap().extend(["final 1", last]);
+            let mut l = listening_with(stt.clone() as SharedStt, &metrics);
+            let audio = [silence(500), hello(), hello(), silence(1500)].concat();
+            let events = run(&mut l, &audio, 0);
+            let times = speech_times(&events);
+            let passes = stt.requests.lock().unwrap().iter().filter(|r| r.0 != SttQuality::Partial).count();
+            assert_eq!(passes, 2, "the quiet utterance's last audio got a pass");
+            assert_eq!(count(&events, |e| matches!(e, ListenerEvent::Tentative { .. })), 0);
+            let got: Vec<String> = finals(&events).into_iter().map(|f| f.1).collect();
+            if announced {
+                assert_eq!(
+                    times.iter().map(|t| t.0).collect::<Vec<_>>(),
+                    ["started", "ended", "started", "ended"]
+                );
+                assert!(times[2].1 > times[1].1 && times[3].1 > times[2].1, "{times:?}");
+                assert_eq!(got, ["final 1", "On Friday."]);
+                // All three at once, when the pass came back.
+                let at: Vec<u64> = events
+                    .iter()
+                    .filter(|(_, e)| {
+                        matches!(
+                            e,
+                            ListenerEvent::SpeechStarted { .. }
+                                | ListenerEvent::SpeechEnded { .. }
+                                | ListenerEvent::Final { .. }
+                        )
+                    })
+                    .map(|(i, _)| *i)
+                    .skip(3)
+                    .collect();
+                assert!(at.len() == 3 && at.iter().all(|&i| i == at[0]), "{at:?}");
+            } else {
+                assert_eq!(times.iter().map(|t| t.0).collect::<Vec<_>>(), ["started", "ended"], "{times:?}");
+                assert_eq!(got, ["final 1"]);
+            }
+        }
     }
 
     /// Partials that keep changing never cut: speech the VAD does not end stays one utterance.
@@ -1015,6 +1137,7 @@ mod tests {
             "{times:?}"
         );
         assert!(times[1].1 - times[0].1 >= NO_WORDS, "{times:?}");
+        assert_in_order(&times);
         let got: Vec<String> = finals(&events).into_iter().map(|f| f.1).collect();
         assert_eq!(got, ["", "final 1"], "the noise's final transcript is empty and needed no pass");
         let passes = stt.requests.lock().unwrap().iter().filter(|r| r.0 != SttQuality::Partial).count();
@@ -1044,5 +1167,49 @@ mod tests {
         assert!(!same_progress(a, "hi im calling to change my reservations"), "the last word changed");
         assert!(same_progress("", ""));
         assert!(!same_progress("", "hi"));
+    }
+
+    /// Starts and ends alternate and never go back in time.
+    fn assert_in_order(times: &[(&'static str, Duration)]) {
+        for (i, pair) in times.windows(2).enumerate() {
+            assert_ne!(pair[0].0, pair[1].0, "{times:?}");
+            assert!(pair[1].1 >= pair[0].1, "event {} goes back in time: {times:?}", i + 1);
+        }
+    }
+
+    /// An empty partial after words is a dropout (the recogniser's no-speech rule on a stretch of
+    /// babble), not the words gone: the utterance ends where its words stopped, with its final
+    /// pass, never as noise.
+    #[test]
+    fn an_empty_partial_after_words_does_not_make_the_utterance_noise() {
+        let metrics = Metrics::new();
+        let stt = Arc::new(Partials::default());
+        stt.script.lock().unwrap().extend(["i want to"]);
+        stt.script.lock().unwrap().extend([""; 40]);
+        let mut l = listening_with(stt.clone() as SharedStt, &metrics);
+        let audio = [silence(500), hello(), hello(), hello(), silence(1500)].concat();
+        let events = run(&mut l, &audio, 0);
+        let got: Vec<String> = finals(&events).into_iter().map(|f| f.1).collect();
+        assert_eq!(got.first().map(String::as_str), Some("final 1"), "{got:?}");
+        assert!(!got.iter().any(String::is_empty), "{got:?}");
+    }
+
+    /// Quiet utterances trimmed and announced with partials coming back late (a slow engine):
+    /// starts and ends stay in order.
+    #[test]
+    fn a_quiet_utterance_trimmed_while_a_partial_runs_stays_consistent() {
+        for delay in [0, 7, 30, 60] {
+            let metrics = Metrics::new();
+            let stt = Arc::new(Partials::default());
+            stt.script.lock().unwrap().extend(["hello there"; 4]);
+            stt.script.lock().unwrap().extend([""; 12]);
+            stt.script.lock().unwrap().extend(["and"]);
+            let mut l = listening_with(stt.clone() as SharedStt, &metrics);
+            let audio = [silence(500), hello(), hello(), hello(), hello(), silence(1500)].concat();
+            let events = run(&mut l, &audio, delay);
+            let times = speech_times(&events);
+            assert!(times.len() >= 2, "delay {delay}: {times:?}");
+            assert_in_order(&times);
+        }
     }
 }

@@ -25,9 +25,10 @@
 //!   past the threshold before any words were known is judged by its final transcript.
 //! - **False-interruption recovery.** If no words arrive within [`FALSE_INTERRUPTION_WINDOW`] of a
 //!   barge-in and the caller is silent by then, the interruption was noise: the agent resumes
-//!   the cut utterance where it stopped. If the sound is still going on at the window's end, the
-//!   machine looks again every [`FALSE_INTERRUPTION_RECHECK`]: once it has ended and its final
-//!   transcript came back without words, the agent resumes then.
+//!   the cut utterance where it stopped. If the sound is still going on at the window's end, or
+//!   its final transcript is still to come, the machine looks again every
+//!   [`FALSE_INTERRUPTION_RECHECK`]: once it has ended and its final transcript came back without
+//!   words, the agent resumes then.
 //! - **Backchannel** (`enableBackchannel`): after [`BACKCHANNEL_MIN_TURN`] of caller speech in one
 //!   turn, a pause of [`BACKCHANNEL_PAUSE`] (with the sentence not complete) earns one cue, never
 //!   while the caller is speaking, at most one per [`BACKCHANNEL_MIN_GAP`].
@@ -793,10 +794,11 @@ impl TurnMachine {
                 }
             }
             TimerKind::FalseInterruption => {
-                let words = !self.turn.text.is_empty() || !self.partial.trim().is_empty();
-                if self.interrupted && !words && (self.caller_speaking || self.turn.awaiting_finals > 0) {
+                if self.interrupted && (self.caller_speaking || self.turn.awaiting_finals > 0) {
+                    // Still sounding, or its words still being transcribed: words clear the
+                    // timer when they come; look again until then.
                     self.set(TimerKind::FalseInterruption, Some(now + FALSE_INTERRUPTION_RECHECK), fx);
-                } else if self.interrupted && !self.caller_speaking && self.turn.text.is_empty() {
+                } else if self.interrupted && self.turn.text.is_empty() {
                     self.interrupted = false;
                     self.reset_turn(fx);
                     fx.push(Effect::Interruption(InterruptionKind::False));
