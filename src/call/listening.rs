@@ -732,10 +732,21 @@ mod tests {
     use crate::audio::testutil::fixture_l16;
     use crate::providers::stt::{SttEngine, SttError};
 
-    /// Answers every request at once with `"pass N"` and remembers (quality, samples).
+    /// Answers every request at once and remembers (quality, samples). With `partials`, partial
+    /// passes answer from `script`, then with a new word each time (never still); final passes
+    /// answer from `finals`, then `"pass N"` (the N-th final pass).
     #[derive(Default)]
     struct Scripted {
+        partials: bool,
+        script: Mutex<VecDeque<&'static str>>,
+        finals: Mutex<VecDeque<&'static str>>,
         requests: Mutex<Vec<(SttQuality, usize)>>,
+    }
+
+    impl Scripted {
+        fn with_partials() -> Arc<Self> {
+            Arc::new(Self { partials: true, ..Self::default() })
+        }
     }
 
     impl SttEngine for Scripted {
@@ -746,7 +757,7 @@ mod tests {
             true
         }
         fn partials(&self) -> bool {
-            false
+            self.partials
         }
         fn transcribe(
             &self,
@@ -754,62 +765,22 @@ mod tests {
         ) -> Pin<Box<dyn Future<Output = Result<Transcription, SttError>> + Send + '_>> {
             let mut requests = self.requests.lock().unwrap();
             requests.push((req.quality, req.pcm_16k.len()));
-            let text = format!("pass {}", requests.len());
-            Box::pin(async move {
-                Ok(Transcription {
-                    text,
-                    confidence: 1.0,
-                    engine: "scripted",
-                    audio_ms: 0,
-                    compute: Duration::ZERO,
-                })
-            })
-        }
-    }
-
-    /// Partials from a script (then a new word each time: never still), finals `"final N"`;
-    /// remembers (quality, samples).
-    #[derive(Default)]
-    struct Partials {
-        script: Mutex<VecDeque<&'static str>>,
-        /// Final passes' texts, then `"final N"`.
-        finals: Mutex<VecDeque<&'static str>>,
-        requests: Mutex<Vec<(SttQuality, usize)>>,
-    }
-
-    impl SttEngine for Partials {
-        fn name(&self) -> &'static str {
-            "partials"
-        }
-        fn covers(&self, _: &str) -> bool {
-            true
-        }
-        fn partials(&self) -> bool {
-            true
-        }
-        fn transcribe(
-            &self,
-            req: SttRequest,
-        ) -> Pin<Box<dyn Future<Output = Result<Transcription, SttError>> + Send + '_>> {
-            let mut requests = self.requests.lock().unwrap();
-            requests.push((req.quality, req.pcm_16k.len()));
-            let text = match req.quality {
-                SttQuality::Partial => match self.script.lock().unwrap().pop_front() {
-                    Some(t) => t.to_string(),
-                    None => format!("word {}", requests.len()),
-                },
-                _ => match self.finals.lock().unwrap().pop_front() {
-                    Some(t) => t.to_string(),
-                    None => {
-                        format!("final {}", requests.iter().filter(|r| r.0 != SttQuality::Partial).count())
-                    }
-                },
+            let next = match req.quality {
+                SttQuality::Partial => self.script.lock().unwrap().pop_front(),
+                _ => self.finals.lock().unwrap().pop_front(),
+            };
+            let text = match (next, req.quality) {
+                (Some(t), _) => t.to_string(),
+                (None, SttQuality::Partial) => format!("word {}", requests.len()),
+                (None, _) => {
+                    format!("pass {}", requests.iter().filter(|r| r.0 != SttQuality::Partial).count())
+                }
             };
             Box::pin(async move {
                 Ok(Transcription {
                     text,
                     confidence: 1.0,
-                    engine: "partials",
+                    engine: "scripted",
                     audio_ms: 0,
                     compute: Duration::ZERO,
                 })
@@ -831,16 +802,7 @@ mod tests {
     }
 
     fn listening(stt: &Arc<Scripted>, metrics: &Metrics) -> Listening {
-        let setup = ListeningSetup {
-            denoise: DenoiseMode::Off,
-            silero: None,
-            vad: VadConfig::default(),
-            stt: Some(stt.clone() as SharedStt),
-            language: "en-US".into(),
-            final_quality: SttQuality::Final,
-            smart_turn: None,
-        };
-        Listening::new(setup, metrics)
+        listening_with(stt.clone() as SharedStt, metrics)
     }
 
     /// `caller-hello` without its leading and trailing quiet frames.
@@ -1005,7 +967,7 @@ mod tests {
     #[test]
     fn when_the_words_stop_and_the_sound_goes_on_the_utterance_ends_where_the_words_did() {
         let metrics = Metrics::new();
-        let stt = Arc::new(Partials::default());
+        let stt = Scripted::with_partials();
         // Partials 1–5 of the first utterance; then the quiet one's: nothing twice, then words.
         stt.script.lock().unwrap().extend([
             "hello",
@@ -1017,7 +979,7 @@ mod tests {
             "",
             "and",
         ]);
-        let mut l = listening_with(stt.clone() as SharedStt, &metrics);
+        let mut l = listening(&stt, &metrics);
         let audio = [silence(500), hello(), hello(), hello(), silence(1500)].concat();
         let events = run(&mut l, &audio, 0);
         let requests = stt.requests.lock().unwrap().clone();
@@ -1044,7 +1006,7 @@ mod tests {
             events.iter().filter(|(_, e)| matches!(e, ListenerEvent::SpeechStarted { .. })).nth(1).unwrap().0;
         assert!(times[2].1 >= times[1].1 + POST_ROLL && times[2].1 < l.at(announced), "{times:?}");
         let got: Vec<String> = finals(&events).into_iter().map(|f| f.1).collect();
-        assert_eq!(got, ["final 1", "final 2"]);
+        assert_eq!(got, ["pass 1", "pass 2"]);
         // Its empty partials were not passed on; the one with words was, after its start.
         let partials: Vec<String> = events
             .iter()
@@ -1066,11 +1028,11 @@ mod tests {
     fn a_quiet_utterance_is_announced_at_its_end_only_if_its_last_audio_has_words() {
         for (last, announced) in [("", false), ("On Friday.", true)] {
             let metrics = Metrics::new();
-            let stt = Arc::new(Partials::default());
+            let stt = Scripted::with_partials();
             stt.script.lock().unwrap().extend(["hello there"; 4]);
             stt.script.lock().unwrap().extend([""; 40]);
-            stt.finals.lock().unwrap().extend(["final 1", last]);
-            let mut l = listening_with(stt.clone() as SharedStt, &metrics);
+            stt.finals.lock().unwrap().extend(["pass 1", last]);
+            let mut l = listening(&stt, &metrics);
             let audio = [silence(500), hello(), hello(), silence(1500)].concat();
             let events = run(&mut l, &audio, 0);
             let times = speech_times(&events);
@@ -1084,7 +1046,7 @@ mod tests {
                     ["started", "ended", "started", "ended"]
                 );
                 assert!(times[2].1 > times[1].1 && times[3].1 > times[2].1, "{times:?}");
-                assert_eq!(got, ["final 1", "On Friday."]);
+                assert_eq!(got, ["pass 1", "On Friday."]);
                 // All three at once, when the pass came back.
                 let at: Vec<u64> = events
                     .iter()
@@ -1102,7 +1064,7 @@ mod tests {
                 assert!(at.len() == 3 && at.iter().all(|&i| i == at[0]), "{at:?}");
             } else {
                 assert_eq!(times.iter().map(|t| t.0).collect::<Vec<_>>(), ["started", "ended"], "{times:?}");
-                assert_eq!(got, ["final 1"]);
+                assert_eq!(got, ["pass 1"]);
             }
         }
     }
@@ -1111,8 +1073,8 @@ mod tests {
     #[test]
     fn changing_partials_never_cut() {
         let metrics = Metrics::new();
-        let stt = Arc::new(Partials::default());
-        let mut l = listening_with(stt.clone() as SharedStt, &metrics);
+        let stt = Scripted::with_partials();
+        let mut l = listening(&stt, &metrics);
         let audio = [silence(500), hello(), hello(), hello(), silence(1500)].concat();
         let events = run(&mut l, &audio, 0);
         assert_eq!(speech_times(&events).len(), 2, "one utterance");
@@ -1125,9 +1087,9 @@ mod tests {
     #[test]
     fn sound_without_words_ends_as_noise_and_words_after_it_are_announced() {
         let metrics = Metrics::new();
-        let stt = Arc::new(Partials::default());
+        let stt = Scripted::with_partials();
         stt.script.lock().unwrap().extend(["", "", "", "", "", "", "", "and then"]);
-        let mut l = listening_with(stt.clone() as SharedStt, &metrics);
+        let mut l = listening(&stt, &metrics);
         let audio = [silence(500), hello(), hello(), hello(), silence(1500)].concat();
         let events = run(&mut l, &audio, 0);
         let times = speech_times(&events);
@@ -1139,7 +1101,7 @@ mod tests {
         assert!(times[1].1 - times[0].1 >= NO_WORDS, "{times:?}");
         assert_in_order(&times);
         let got: Vec<String> = finals(&events).into_iter().map(|f| f.1).collect();
-        assert_eq!(got, ["", "final 1"], "the noise's final transcript is empty and needed no pass");
+        assert_eq!(got, ["", "pass 1"], "the noise's final transcript is empty and needed no pass");
         let passes = stt.requests.lock().unwrap().iter().filter(|r| r.0 != SttQuality::Partial).count();
         assert_eq!(passes, 1);
         // The words were announced from within the last QUIET_MAX before they were heard.
@@ -1183,14 +1145,14 @@ mod tests {
     #[test]
     fn an_empty_partial_after_words_does_not_make_the_utterance_noise() {
         let metrics = Metrics::new();
-        let stt = Arc::new(Partials::default());
+        let stt = Scripted::with_partials();
         stt.script.lock().unwrap().extend(["i want to"]);
         stt.script.lock().unwrap().extend([""; 40]);
-        let mut l = listening_with(stt.clone() as SharedStt, &metrics);
+        let mut l = listening(&stt, &metrics);
         let audio = [silence(500), hello(), hello(), hello(), silence(1500)].concat();
         let events = run(&mut l, &audio, 0);
         let got: Vec<String> = finals(&events).into_iter().map(|f| f.1).collect();
-        assert_eq!(got.first().map(String::as_str), Some("final 1"), "{got:?}");
+        assert_eq!(got.first().map(String::as_str), Some("pass 1"), "{got:?}");
         assert!(!got.iter().any(String::is_empty), "{got:?}");
     }
 
@@ -1200,11 +1162,11 @@ mod tests {
     fn a_quiet_utterance_trimmed_while_a_partial_runs_stays_consistent() {
         for delay in [0, 7, 30, 60] {
             let metrics = Metrics::new();
-            let stt = Arc::new(Partials::default());
+            let stt = Scripted::with_partials();
             stt.script.lock().unwrap().extend(["hello there"; 4]);
             stt.script.lock().unwrap().extend([""; 12]);
             stt.script.lock().unwrap().extend(["and"]);
-            let mut l = listening_with(stt.clone() as SharedStt, &metrics);
+            let mut l = listening(&stt, &metrics);
             let audio = [silence(500), hello(), hello(), hello(), hello(), silence(1500)].concat();
             let events = run(&mut l, &audio, delay);
             let times = speech_times(&events);
