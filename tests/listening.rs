@@ -266,8 +266,8 @@ async fn with_the_end_of_turn_model_each_pause_gets_a_hint_and_the_turns_still_c
 /// `NO_WORDS` (2 s) of it, it ends as noise and the greeting resumes where it was cut; the babble
 /// then is not the caller until words are heard in it. Measured: barge-in at 1.2 s, resumed at
 /// 2.7 s, then the caller's two sentences as two turns (starts 6.72 and 11.96 s for words at 6.9
-/// and 12.5 s), 11.1 % WER over the call ("Colin for" for "calling to"; 0 % in a run where the
-/// first turn started 0.5 s earlier). Before: the greeting was cut for good and the call was one
+/// and 12.5 s), 11.1 % WER over the call ("Colin for" for "calling to"; 0 % in runs where the
+/// first turn started earlier). Before: the greeting was cut for good and the call was one
 /// turn from 0.3 s on.
 #[tokio::test]
 async fn babble_before_the_first_words_does_not_silence_the_greeting() {
@@ -295,13 +295,18 @@ async fn babble_before_the_first_words_does_not_silence_the_greeting() {
     let heard: Vec<&str> = rec.turns.iter().map(|t| t.transcript.as_str()).collect();
     let e = wer(&said.join(" "), &heard.join(" "));
     assert!(e <= 0.20, "WER {:.1}%: {heard:?}", e * 100.0);
+    // Each turn starts after what came before it (the noise, then the first turn), not back in
+    // the babble, and not after the caller's words. How close before the words depends on the
+    // partials' cadence, which is the machine's speed (1.1 s before in a CI run, 0.2 s here).
+    let resumed = rec.first("agent_resumed").map(|e| e.at_ms).unwrap_or(0);
+    let mut after = resumed;
     for (got, want) in rec.turns.iter().zip(want) {
-        // It starts near the caller's words, not back in the babble.
         let start = lead_ms + want["startMs"].as_i64().unwrap();
         assert!(
-            (start - 1_000..=start + 250).contains(&got.started_ms),
-            "turn at {} for words at {start}",
+            (after..=start + 250).contains(&got.started_ms),
+            "turn at {} for words at {start}: {ev:?}",
             got.started_ms
         );
+        after = got.ended_ms;
     }
 }
