@@ -40,8 +40,11 @@
 //! its first [`NO_WORDS`] of audio (pre-roll included) while the VAD still hears speech (babble
 //! before the caller has said anything, say) ends as noise — `SpeechEnded` and an empty `Final`,
 //! no final pass, so a barge-in it caused is undone — and the sound goes on as a quiet utterance,
-//! never announced as starting before the noise ended. All this needs partials (the embedded
-//! engines); with a remote final-pass-only engine the turn waits for the VAD.
+//! never announced as starting before the noise ended. All this needs partials: the embedded
+//! Whisper gives them, also beside a remote engine (`stt::split`); with a remote final-pass-only
+//! engine alone (`--stt-partials false`) the turn waits for the VAD. After a cut, words in the
+//! sound that follows are not announced before the cut utterance's final transcript is out, so
+//! the turn its words make is decided first even when that pass is slower than a partial.
 //!
 //! Times are media time: the frame index × 20 ms, minus the denoiser's constant latency.
 
@@ -248,6 +251,10 @@ pub struct Listening {
     /// results are still to come: they are those utterances' final passes. Kept apart from
     /// [`Self::speculation`], which the next utterance reuses while these are still running.
     promoted: Vec<(u64, Duration)>,
+    /// The utterance [`Self::words_stopped`] ended, until its final transcript is out: the quiet
+    /// utterance after it is not announced before that, so the turn its words make is decided
+    /// first whichever engine answers first (a remote final pass comes after a local partial).
+    cut_final: Option<u64>,
     stt_partial: Histogram,
     stt_final: Histogram,
     speculative_hit: Counter,
@@ -283,6 +290,7 @@ impl Listening {
             partial_in_flight: false,
             speculation: None,
             promoted: Vec::new(),
+            cut_final: None,
             stt_partial: metrics.stt("partial"),
             stt_final: metrics.stt(final_pass),
             speculative_hit,
@@ -426,6 +434,9 @@ impl Listening {
             at_ms = self.at(end).as_millis() as u64,
             "the words stopped; the VAD still hears speech"
         );
+        if !u.quiet {
+            self.cut_final = Some(u.seq);
+        }
         self.end_utterance(end, events, jobs);
         let seq = self.next_seq();
         let first = self.frame - (rest.len() / PIPELINE_FRAME_SAMPLES) as u64;
@@ -586,6 +597,7 @@ impl Listening {
         let still = frames(WORDS_STILL) * PIPELINE_FRAME_SAMPLES;
         let no_words = frames(NO_WORDS) * PIPELINE_FRAME_SAMPLES;
         let vad_speaking = self.vad.pending_end().is_none();
+        let cut_final_pending = self.cut_final.is_some();
         let u = self.utterance.as_mut()?;
         let words = words_of(text);
         if words.is_empty() {
@@ -602,7 +614,7 @@ impl Listening {
         } else if !u.quiet && vad_speaking && covered >= no_words {
             u.wordless = true;
         }
-        if u.quiet && !u.words.is_empty() {
+        if u.quiet && !u.words.is_empty() && !cut_final_pending {
             // The words came after what the last empty partial heard (less a margin for a word
             // it had only the start of): the utterance starts there.
             let cut = (u.empty_at.saturating_sub(WORD_MARGIN_SAMPLES) / PIPELINE_FRAME_SAMPLES)
@@ -696,7 +708,10 @@ impl Listening {
     }
 
     /// The `Final` event of a finished final pass.
-    fn final_event(&self, done: SttDone) -> Option<ListenerEvent> {
+    fn final_event(&mut self, done: SttDone) -> Option<ListenerEvent> {
+        if self.cut_final == Some(done.seq) {
+            self.cut_final = None;
+        }
         let JobResult::Stt(result) = done.result else { return None };
         let (text, confidence) = match result {
             Ok(t) => {
@@ -820,17 +835,29 @@ mod tests {
 
     /// Feeds `audio` frame by frame; STT jobs finish `delay` frames after they were started.
     fn run(l: &mut Listening, audio: &[i16], delay: usize) -> Vec<(u64, ListenerEvent)> {
+        run_by_kind(l, audio, |_| delay)
+    }
+
+    /// [`run`] with a delay per kind of job (the scripted engine answers when the job is made;
+    /// the listener hears of it `delay(kind)` frames later).
+    fn run_by_kind(
+        l: &mut Listening,
+        audio: &[i16],
+        delay: impl Fn(JobKind) -> usize,
+    ) -> Vec<(u64, ListenerEvent)> {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let mut out = Vec::new();
-        let mut pending: Vec<(usize, SttJob)> = Vec::new();
+        let mut pending: Vec<(usize, SttDone)> = Vec::new();
         for (i, frame) in audio.chunks_exact(PIPELINE_FRAME_SAMPLES).enumerate() {
             let (mut events, mut jobs) = (Vec::new(), Vec::new());
             l.on_frame(frame, &mut events, &mut jobs);
             out.extend(events.into_iter().map(|e| (i as u64, e)));
-            pending.extend(jobs.into_iter().map(|j| (i + delay, j)));
-            while let Some(k) = pending.iter().position(|(due, _)| *due <= i) {
-                let (_, job) = pending.remove(k);
+            for job in jobs {
                 let done = rt.block_on(job);
+                pending.push((i + delay(done.kind), done));
+            }
+            while let Some(k) = pending.iter().position(|(due, _)| *due <= i) {
+                let (_, done) = pending.remove(k);
                 let mut events = Vec::new();
                 l.on_stt(done, &mut events);
                 out.extend(events.into_iter().map(|e| (i as u64, e)));
@@ -1018,6 +1045,40 @@ mod tests {
         assert_eq!(&partials[..5], ["hello", "hello there", "hello there.", "Hello there", "hello there"]);
         assert_eq!(partials[5], "and");
         assert!(partials[6..].iter().all(|p| p.starts_with("word")), "{partials:?}");
+    }
+
+    /// The words stopped, and the quiet utterance after the cut has words in its first partial
+    /// while the cut utterance's final pass is still out (a remote engine: the partials are
+    /// local and answer first). The quiet one is announced only after that final transcript, so
+    /// the turn the first words make is decided before the caller is heard again.
+    #[test]
+    fn after_a_cut_the_next_words_wait_for_the_cut_utterances_transcript() {
+        for final_delay in [0, 10, 40] {
+            let metrics = Metrics::new();
+            let stt = Scripted::with_partials();
+            stt.script.lock().unwrap().extend(["hello there"; 4]);
+            stt.script.lock().unwrap().push_back("and then");
+            let mut l = listening(&stt, &metrics);
+            let audio = [silence(500), hello(), hello(), hello(), silence(1500)].concat();
+            let events =
+                run_by_kind(&mut l, &audio, |kind| if kind == JobKind::Partial { 0 } else { final_delay });
+            let order: Vec<&str> = events
+                .iter()
+                .filter_map(|(_, e)| match e {
+                    ListenerEvent::SpeechStarted { .. } => Some("started"),
+                    ListenerEvent::SpeechEnded { .. } => Some("ended"),
+                    ListenerEvent::Final { .. } => Some("final"),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                order,
+                ["started", "ended", "final", "started", "ended", "final"],
+                "delay {final_delay}"
+            );
+            let got: Vec<String> = finals(&events).into_iter().map(|f| f.1).collect();
+            assert_eq!(got, ["pass 1", "pass 2"], "delay {final_delay}");
+        }
     }
 
     /// After the words stopped, sound whose partials have no words until the VAD ends it: the
