@@ -198,6 +198,10 @@ pub struct RawConfig {
     /// Speech model name for the remote engine [default: gpt-4o-mini-tts].
     #[arg(long, env = "SWITCHBOARD_TTS_MODEL")]
     pub tts_model: Option<String>,
+    /// With `--stt openai`, partial transcripts from the embedded Whisper while the caller
+    /// speaks, when its weights are installed [default: true].
+    #[arg(long, env = "SWITCHBOARD_STT_PARTIALS")]
+    pub stt_partials: Option<bool>,
     /// Threads running the embedded speech-to-text (calls queue for them) [default: 1].
     #[arg(long, env = "SWITCHBOARD_STT_WORKERS")]
     pub stt_workers: Option<usize>,
@@ -301,6 +305,8 @@ pub struct ProvidersConfig {
     pub stt: SttChoice,
     pub stt_model: String,
     pub stt_workers: usize,
+    /// The remote engine's partials come from the embedded Whisper (see `stt::split`).
+    pub stt_partials: bool,
     pub tts: TtsChoice,
     pub tts_model: String,
     pub vad: VadChoice,
@@ -325,6 +331,7 @@ impl Default for ProvidersConfig {
             tts: TtsChoice::Embedded,
             tts_model: "gpt-4o-mini-tts".into(),
             stt_workers: 1,
+            stt_partials: true,
             vad: VadChoice::Auto,
             smart_turn: false,
             llm: LlmChoice::Embedded,
@@ -500,6 +507,7 @@ impl RawConfig {
                         Some(n) => n,
                         None => d.stt_workers,
                     },
+                    stt_partials: merged.stt_partials.unwrap_or(d.stt_partials),
                     vad: merged.vad.unwrap_or(d.vad),
                     smart_turn: merged.smart_turn.unwrap_or(d.smart_turn),
                     llm: merged.llm.unwrap_or(d.llm),
@@ -577,6 +585,7 @@ impl RawConfig {
             tts: self.tts.or(lower.tts),
             tts_model: self.tts_model.or(lower.tts_model),
             stt_workers: self.stt_workers.or(lower.stt_workers),
+            stt_partials: self.stt_partials.or(lower.stt_partials),
             vad: self.vad.or(lower.vad),
             smart_turn: self.smart_turn.or(lower.smart_turn),
             llm: self.llm.or(lower.llm),

@@ -8,6 +8,8 @@
 //! Expected texts come from `audio-fixtures/generate.sh`. Assertions are on word error rate
 //! (`wer`), never on wall time.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -272,31 +274,6 @@ async fn engine_transcribes_and_answers_busy_when_its_queue_is_full() {
 /// What the fake transcription server saw: multipart field name → value (file as bytes).
 type Seen = Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
 
-fn multipart_fields(content_type: &str, body: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let boundary = content_type.split("boundary=").nth(1).expect("boundary").trim_matches('"');
-    let delim = format!("--{boundary}");
-    let text = body;
-    let mut fields = Vec::new();
-    let mut rest = text;
-    while let Some(at) = find(rest, delim.as_bytes()) {
-        rest = &rest[at + delim.len()..];
-        let Some(end) = find(rest, delim.as_bytes()) else { break };
-        let part = &rest[..end];
-        if let Some(h) = find(part, b"\r\n\r\n") {
-            let headers = String::from_utf8_lossy(&part[..h]);
-            let name =
-                headers.split("name=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("").to_string();
-            let value = part[h + 4..].strip_suffix(b"\r\n").unwrap_or(&part[h + 4..]).to_vec();
-            fields.push((name, value));
-        }
-    }
-    fields
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 #[tokio::test]
 async fn remote_engine_posts_multipart_wav_and_reads_text() {
     use axum::{body::Bytes, http::HeaderMap, routing::post, Json, Router};
@@ -308,7 +285,7 @@ async fn remote_engine_posts_multipart_wav_and_reads_text() {
             move |headers: HeaderMap, body: Bytes| async move {
                 let ct = headers["content-type"].to_str().unwrap().to_string();
                 let auth = headers["authorization"].to_str().unwrap().to_string();
-                let mut fields = multipart_fields(&ct, &body);
+                let mut fields = common::multipart_fields(&ct, &body);
                 fields.push(("authorization".into(), auth.into_bytes()));
                 *seen.lock().unwrap() = fields;
                 Json(serde_json::json!({"text": " Hello from the server. "}))

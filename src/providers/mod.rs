@@ -108,31 +108,49 @@ impl Engines {
         static WHISPER: OnceLock<Mutex<HashMap<PathBuf, Result<stt::SharedStt, String>>>> = OnceLock::new();
         static SILERO: OnceLock<Mutex<HashMap<PathBuf, Option<Arc<SileroModel>>>>> = OnceLock::new();
         static PIPER: OnceLock<Mutex<HashMap<PathBuf, Option<Arc<tts::piper::PiperTts>>>>> = OnceLock::new();
-        let stt: Result<stt::SharedStt, String> = match cfg.stt {
-            SttChoice::Embedded => {
-                cached(&WHISPER, models_dir, || {
-                    let dir = models_dir.join("whisper-tiny.en");
-                    let base = models_dir.join("whisper-base");
-                    stt::WhisperEngine::load_with_multilingual(&dir, &base, cfg.stt_workers)
+        let embedded_whisper = || {
+            cached(&WHISPER, models_dir, || {
+                let dir = models_dir.join("whisper-tiny.en");
+                let base = models_dir.join("whisper-base");
+                stt::WhisperEngine::load_with_multilingual(&dir, &base, cfg.stt_workers)
                     .map(|e| {
                         tracing::info!(
                             dir = %dir.display(),
                             workers = cfg.stt_workers,
                             multilingual = e.multilingual().is_some(),
-                            "STT engine: {}",
+                            "embedded STT engine: {}",
                             stt::SttEngine::name(&e)
                         );
                         Arc::new(e) as stt::SharedStt
                     })
-                    .map_err(|e| format!("the embedded speech-to-text engine is not available ({e}); run `make models`"))
-                })
-            }
+                    .map_err(|e| {
+                        format!(
+                            "the embedded speech-to-text engine is not available ({e}); run `make models`"
+                        )
+                    })
+            })
+        };
+        let stt: Result<stt::SharedStt, String> = match cfg.stt {
+            SttChoice::Embedded => embedded_whisper(),
             SttChoice::Openai => match &cfg.openai_api_key {
-                Some(key) => Ok(Arc::new(stt::OpenAiStt::new(
-                    cfg.openai_base_url.clone(),
-                    key.clone(),
-                    cfg.stt_model.clone(),
-                ))),
+                Some(key) => {
+                    let remote: stt::SharedStt = Arc::new(stt::OpenAiStt::new(
+                        cfg.openai_base_url.clone(),
+                        key.clone(),
+                        cfg.stt_model.clone(),
+                    ));
+                    match cfg.stt_partials.then(embedded_whisper) {
+                        Some(Ok(local)) => {
+                            tracing::info!("remote STT engine; partials from the embedded Whisper");
+                            Ok(Arc::new(stt::SplitStt::new(remote, local)) as stt::SharedStt)
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(reason = %e, "remote STT engine without partials: turns wait for the VAD");
+                            Ok(remote)
+                        }
+                        None => Ok(remote),
+                    }
+                }
                 None => Err("remote speech-to-text needs OPENAI_API_KEY".to_string()),
             },
         };

@@ -263,3 +263,29 @@ pub fn plivo_v3(token: &str, url: &str, form: &[(&str, &str)], nonce: &str) -> S
     mac.update(signed.as_bytes());
     base64::Engine::encode(&base64::engine::general_purpose::STANDARD, mac.finalize().into_bytes())
 }
+
+/// The fields of a `multipart/form-data` body: name → value (a file part as its bytes).
+pub fn multipart_fields(content_type: &str, body: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let boundary = content_type.split("boundary=").nth(1).expect("boundary").trim_matches('"');
+    let delim = format!("--{boundary}");
+    let text = body;
+    let mut fields = Vec::new();
+    let mut rest = text;
+    while let Some(at) = find(rest, delim.as_bytes()) {
+        rest = &rest[at + delim.len()..];
+        let Some(end) = find(rest, delim.as_bytes()) else { break };
+        let part = &rest[..end];
+        if let Some(h) = find(part, b"\r\n\r\n") {
+            let headers = String::from_utf8_lossy(&part[..h]);
+            let name =
+                headers.split("name=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("").to_string();
+            let value = part[h + 4..].strip_suffix(b"\r\n").unwrap_or(&part[h + 4..]).to_vec();
+            fields.push((name, value));
+        }
+    }
+    fields
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}

@@ -6,12 +6,14 @@
 //! whisper/    embedded Whisper (tiny.en; base for `accurate` and other languages) on candle: CT2
 //!             loader, log-mel, tokenizer, model, routing, worker pool
 //! remote      OpenAI-compatible /audio/transcriptions over async-openai (final pass only)
+//! split       a final-pass engine with another engine's partials (remote + embedded Whisper)
 //! ```
 //!
 //! Engines are shared as [`SharedStt`] (`Arc<dyn SttEngine>`); `transcribe` is a boxed future so
 //! the trait stays object-safe. Audio is always mono 16 kHz `f32` in −1..1.
 
 pub mod remote;
+pub mod split;
 pub mod whisper;
 
 use std::future::Future;
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use remote::OpenAiStt;
+pub use split::SplitStt;
 pub use whisper::{WhisperEngine, WhisperModel};
 
 /// Sample rate of [`SttRequest::pcm_16k`].
