@@ -24,17 +24,20 @@
 //! **When the words stop but the sound does not.** Where the background is itself speech (a
 //! café's babble), the VAD may hear speech from the caller's first word to the end of the call,
 //! and a turn that waits for the VAD never ends. The partial hypotheses say what the VAD cannot:
-//! once they have got no further — as many words, the same last three ([`same_progress`]; an
-//! empty partial after words counts as no further) — over [`WORDS_STILL`] more audio while the
+//! once they have got no further — about as many letters, the same last dozen ([`same_progress`]; an
+//! empty partial after words counts as no further) — over [`WORDS_STILL`] more audio
+//! ([`WORDS_STILL_COMPLETE`] when they end a sentence) while the
 //! VAD still hears speech, the utterance ends where those words were complete (the audio of the
 //! partial that first had them, plus [`STALL_MARGIN`] and [`POST_ROLL`]), and its final pass and
 //! the turn follow as after a pause. The audio after that point goes on into a *quiet*
 //! utterance: partials keep running on it, but nothing is announced until one of them has words
-//! — then it becomes the caller's next utterance, starting shortly before what the last empty
-//! partial heard (the audio before is dropped). A quiet utterance keeps only its last
+//! as loud as the caller's (within [`QUIET_LEVEL_MARGIN_DB`] of the [`speech_level_db`] of
+//! their utterances with words: Whisper finds words in babble too) — then it becomes the caller's
+//! next utterance, starting shortly before what the last empty partial heard (the audio before
+//! is dropped). A quiet utterance keeps only its last
 //! [`QUIET_KEEP`] once it passes [`QUIET_MAX`]. When the VAD ends one before any partial had
-//! words, the audio after the last empty partial gets a final pass, and is announced (start,
-//! end, transcript at once) only if it has words.
+//! words, the audio after the last empty partial gets a final pass if it is as loud as the
+//! caller, and is announced (start, end, transcript at once) only if it has words.
 //!
 //! The same goes for sound that never had words: an utterance whose partials have found none in
 //! its first [`NO_WORDS`] of audio (pre-roll included) while the VAD still hears speech (babble
@@ -57,12 +60,13 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
+use super::turn::{completeness, Completeness};
 use super::{ListenerEvent, PIPELINE_FRAME_SAMPLES};
 use crate::audio::denoise::{DenoiseMode, Denoiser};
 use crate::audio::tone::BeepDetector;
 use crate::audio::vad::{SileroModel, Vad, VadConfig, VadEvent};
 use crate::metrics::{KindLabels, Metrics};
-use crate::providers::stt::{SharedStt, SttQuality, SttRequest, Transcription};
+use crate::providers::stt::{normalise_words, SharedStt, SttQuality, SttRequest, Transcription};
 use crate::providers::turn_detect::SmartTurn;
 
 /// Audio kept before the VAD's speech start (its start is back-dated; words begin softly).
@@ -76,11 +80,19 @@ pub const PARTIAL_EVERY: Duration = Duration::from_millis(500);
 /// Partial hypotheses unchanged over this much more audio while the VAD still hears speech:
 /// the caller's words have stopped (see the module doc).
 pub const WORDS_STILL: Duration = Duration::from_millis(1200);
+/// [`WORDS_STILL`] when the words end a sentence: in quiet such a turn ends after the VAD's
+/// hangover (300 ms) and the turn machine's shortest endpoint (300 ms), and the partial that
+/// first had the words heard up to a partial's cadence past the last of them.
+pub const WORDS_STILL_COMPLETE: Duration = Duration::from_millis(1000);
 /// A words-stopped cut keeps this much (plus [`POST_ROLL`]) after the audio of the partial that
 /// first had the words: its last word may have been only begun there.
 const STALL_MARGIN: Duration = Duration::from_millis(200);
 /// Audio whose partials have no words, the VAD still hearing speech: noise (see the module doc).
 pub const NO_WORDS: Duration = Duration::from_millis(2000);
+/// How far under the caller's level ([`speech_level_db`] of their utterances with words) the
+/// words of a quiet utterance may be and still be the caller's: quieter words are the
+/// background's (a café's babble heard as "Okay.").
+pub const QUIET_LEVEL_MARGIN_DB: f32 = 6.0;
 /// Voiced audio after a quiet utterance's last empty partial worth a final pass when the VAD
 /// ends it.
 const MIN_QUIET_PASS: Duration = Duration::from_millis(200);
@@ -175,6 +187,8 @@ struct Utterance {
     /// Samples the partial that first had [`Self::words`] (as far as [`same_progress`] can
     /// tell) heard.
     words_at: usize,
+    /// The latest partial with words ends a sentence ([`completeness`] says `Complete`).
+    complete: bool,
     /// Samples the latest partial without words heard.
     empty_at: usize,
     /// The words stopped at this many samples: end the utterance shortly after (next frame).
@@ -197,6 +211,7 @@ impl Utterance {
             partial_at: 0,
             words: String::new(),
             words_at: 0,
+            complete: false,
             empty_at: 0,
             stalled: None,
             wordless: false,
@@ -206,28 +221,42 @@ impl Utterance {
     }
 }
 
-/// Whether two partials' words (from [`words_of`]) say the caller has got no further: as many
-/// words, ending the same. Re-decoding flickers over the middle ("calling to change" / "calling
-/// for change"); new speech adds words at the end.
+/// Whether two partials' words (from [`words_of`]) say the caller has got no further: their
+/// letters (spaces dropped) as many give or take a few, and the same last dozen. Re-decoding
+/// flickers over the middle ("calling to change" / "calling for change") and over where words
+/// split ("o'clock" / "o' clock"); new speech adds letters at the end.
 fn same_progress(a: &str, b: &str) -> bool {
-    const TAIL: usize = 3;
-    let (a, b): (Vec<&str>, Vec<&str>) = (a.split(' ').collect(), b.split(' ').collect());
-    a.len() == b.len() && a[a.len().saturating_sub(TAIL)..] == b[b.len().saturating_sub(TAIL)..]
+    /// Letters compared at the end.
+    const TAIL: usize = 12;
+    /// Letters a flicker may add or drop.
+    const SLACK: usize = 3;
+    let letters = |s: &str| s.chars().filter(|c| *c != ' ').collect::<Vec<char>>();
+    let (a, b) = (letters(a), letters(b));
+    a.len().abs_diff(b.len()) <= SLACK
+        && a[a.len().saturating_sub(TAIL)..] == b[b.len().saturating_sub(TAIL)..]
 }
 
-/// `text`'s words, lower case, without punctuation: what partials are compared by.
-fn words_of(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for word in text.split_whitespace() {
-        let w: String = word.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect();
-        if !w.is_empty() {
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            out.push_str(&w);
-        }
+/// The level of the speech in `samples`, dB re full scale: the 90th percentile of its 20 ms
+/// frames' RMS (the loud part of the words, not the pauses between them).
+fn speech_level_db(samples: &[i16]) -> f32 {
+    let mut levels: Vec<f32> = samples
+        .chunks_exact(PIPELINE_FRAME_SAMPLES)
+        .map(|f| {
+            let power = f.iter().map(|&s| f32::from(s) * f32::from(s)).sum::<f32>() / f.len() as f32;
+            10.0 * (power.max(1.0) / (32768.0 * 32768.0)).log10()
+        })
+        .collect();
+    if levels.is_empty() {
+        return -100.0;
     }
-    out
+    levels.sort_by(f32::total_cmp);
+    levels[(levels.len() - 1) * 9 / 10]
+}
+
+/// `text`'s words, lower case, without punctuation, numbers spelled out (partials flicker between
+/// "7" and "seven"): what partials are compared by.
+fn words_of(text: &str) -> String {
+    normalise_words(text).join(" ")
 }
 
 /// One call's listening state.
@@ -255,6 +284,8 @@ pub struct Listening {
     /// utterance after it is not announced before that, so the turn its words make is decided
     /// first whichever engine answers first (a remote final pass comes after a local partial).
     cut_final: Option<u64>,
+    /// The caller's speech level ([`speech_level_db`]), from their utterances with words.
+    caller_level_db: Option<f32>,
     stt_partial: Histogram,
     stt_final: Histogram,
     speculative_hit: Counter,
@@ -291,6 +322,7 @@ impl Listening {
             speculation: None,
             promoted: Vec::new(),
             cut_final: None,
+            caller_level_db: None,
             stt_partial: metrics.stt("partial"),
             stt_final: metrics.stt(final_pass),
             speculative_hit,
@@ -476,6 +508,9 @@ impl Listening {
         if end < from + frames(MIN_QUIET_PASS) as u64 {
             return;
         }
+        if !self.as_loud_as_the_caller(&u.samples[cut * PIPELINE_FRAME_SAMPLES..]) {
+            return;
+        }
         let start = self.at((from + if cut > 0 { frames(PRE_ROLL) as u64 } else { 0 }).max(u.not_before));
         let req = SttRequest {
             pcm_16k: to_f32(&u.samples[cut * PIPELINE_FRAME_SAMPLES..]),
@@ -483,6 +518,12 @@ impl Listening {
             quality: self.setup.final_quality,
         };
         jobs.push(job(stt, req, u.seq, JobKind::Quiet, start, self.at(end)));
+    }
+
+    /// Whether `samples` (a quiet utterance's) are loud enough to be the caller's words: within
+    /// [`QUIET_LEVEL_MARGIN_DB`] of the caller's level, or anything before that is known.
+    fn as_loud_as_the_caller(&self, samples: &[i16]) -> bool {
+        self.caller_level_db.is_none_or(|l| speech_level_db(samples) >= l - QUIET_LEVEL_MARGIN_DB)
     }
 
     /// Keeps a quiet utterance's last [`QUIET_KEEP`] of audio. A new sequence number: a partial
@@ -510,6 +551,10 @@ impl Listening {
         // Keep POST_ROLL after the last voiced frame; drop the rest of the hangover.
         let keep = self.trimmed_len(&u, end);
         u.samples.truncate(keep);
+        if !u.words.is_empty() {
+            let level = speech_level_db(&u.samples);
+            self.caller_level_db = Some(self.caller_level_db.map_or(level, |l| (l + level) / 2.0));
+        }
         let (start, end_at) = (self.at(u.start_frame), self.at(end));
         events.push(ListenerEvent::SpeechEnded { at: end_at });
         // The speculative pass ran on this very audio: it is the final one.
@@ -594,15 +639,19 @@ impl Listening {
     /// A partial of the current utterance came back, having heard `covered` samples: tracks
     /// when its words last changed; announces a quiet utterance that has words.
     fn on_partial_words(&mut self, text: &str, covered: usize) -> Option<ListenerEvent> {
-        let still = frames(WORDS_STILL) * PIPELINE_FRAME_SAMPLES;
         let no_words = frames(NO_WORDS) * PIPELINE_FRAME_SAMPLES;
         let vad_speaking = self.vad.pending_end().is_none();
         let cut_final_pending = self.cut_final.is_some();
+        let caller_level_db = self.caller_level_db;
         let u = self.utterance.as_mut()?;
         let words = words_of(text);
         if words.is_empty() {
             u.empty_at = covered;
+        } else {
+            u.complete = completeness(text) == Completeness::Complete;
         }
+        let still =
+            frames(if u.complete { WORDS_STILL_COMPLETE } else { WORDS_STILL }) * PIPELINE_FRAME_SAMPLES;
         if !words.is_empty() && !same_progress(&words, &u.words) {
             u.words = words;
             u.words_at = covered;
@@ -614,7 +663,13 @@ impl Listening {
         } else if !u.quiet && vad_speaking && covered >= no_words {
             u.wordless = true;
         }
-        if u.quiet && !u.words.is_empty() && !cut_final_pending {
+        let from = u.empty_at.saturating_sub(WORD_MARGIN_SAMPLES).min(covered);
+        let loud = || {
+            caller_level_db.is_none_or(|l| {
+                speech_level_db(&u.samples[from..covered.min(u.samples.len())]) >= l - QUIET_LEVEL_MARGIN_DB
+            })
+        };
+        if u.quiet && !u.words.is_empty() && !cut_final_pending && loud() {
             // The words came after what the last empty partial heard (less a margin for a word
             // it had only the start of): the utterance starts there.
             let cut = (u.empty_at.saturating_sub(WORD_MARGIN_SAMPLES) / PIPELINE_FRAME_SAMPLES)
@@ -999,7 +1054,7 @@ mod tests {
         stt.script.lock().unwrap().extend([
             "hello",
             "hello there",
-            "hello there.",
+            "hello there,",
             "Hello there",
             "hello there",
             "",
@@ -1042,9 +1097,63 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(&partials[..5], ["hello", "hello there", "hello there.", "Hello there", "hello there"]);
+        assert_eq!(&partials[..5], ["hello", "hello there", "hello there,", "Hello there", "hello there"]);
         assert_eq!(partials[5], "and");
         assert!(partials[6..].iter().all(|p| p.starts_with("word")), "{partials:?}");
+    }
+
+    /// Words that end a sentence stop sooner: unchanged over [`WORDS_STILL_COMPLETE`] (the next
+    /// partial) rather than [`WORDS_STILL`] (the third after).
+    #[test]
+    fn a_finished_sentence_stops_sooner_than_words_that_may_go_on() {
+        for (second, partials_before_the_cut) in [("hello there.", 4), ("hello there", 5), ("hello and", 5)] {
+            let metrics = Metrics::new();
+            let stt = Scripted::with_partials();
+            stt.script.lock().unwrap().extend(["hello", second, second, second, second]);
+            let mut l = listening(&stt, &metrics);
+            let audio = [silence(500), hello(), hello(), hello(), silence(1500)].concat();
+            run(&mut l, &audio, 0);
+            let requests = stt.requests.lock().unwrap().clone();
+            let first_final = requests.iter().position(|r| r.0 != SttQuality::Partial).unwrap();
+            assert_eq!(first_final, partials_before_the_cut, "{second:?}: {requests:?}");
+        }
+    }
+
+    /// After the words stopped, sound much quieter than the caller is not the caller even when
+    /// the recogniser finds words in it (a café's babble heard as "Okay."): no start, no pass.
+    /// The same words at the caller's level are the caller's next utterance.
+    #[test]
+    fn words_quieter_than_the_caller_after_a_cut_are_the_background() {
+        for (gain, announced) in [(0.15f32, false), (1.0, true)] {
+            let metrics = Metrics::new();
+            let stt = Scripted::with_partials();
+            // The words change until the end of the first sentence, then stop; then the sound
+            // after the cut "has words".
+            let changing = [
+                "a",
+                "a b",
+                "a b c",
+                "a b c d",
+                "a b c d e",
+                "a b c d e f",
+                "a b c d e f g",
+                "a b c d e f g h",
+            ];
+            stt.script.lock().unwrap().extend(changing);
+            stt.script.lock().unwrap().extend(["hello there"; 4]);
+            stt.script.lock().unwrap().extend(["and then"; 40]);
+            let mut l = listening(&stt, &metrics);
+            let other: Vec<i16> = hello().iter().map(|&x| (f32::from(x) * gain) as i16).collect();
+            let audio = [silence(500), hello(), other.clone(), other, silence(1500)].concat();
+            let events = run(&mut l, &audio, 0);
+            let starts = count(&events, |e| matches!(e, ListenerEvent::SpeechStarted { .. }));
+            let passes = stt.requests.lock().unwrap().iter().filter(|r| r.0 != SttQuality::Partial).count();
+            if announced {
+                assert!(starts >= 2, "gain {gain}: {:?}", speech_times(&events));
+            } else {
+                assert_eq!((starts, passes), (1, 1), "gain {gain}: {:?}", speech_times(&events));
+            }
+        }
     }
 
     /// The words stopped, and the quiet utterance after the cut has words in its first partial
@@ -1190,6 +1299,12 @@ mod tests {
         assert!(!same_progress(a, "hi im calling to change my reservations"), "the last word changed");
         assert!(same_progress("", ""));
         assert!(!same_progress("", "hi"));
+        // A word split differently, or a number written either way, is no new speech.
+        assert!(same_progress(&words_of("at eight o' clock"), &words_of("at 8 o'clock")));
+        assert!(same_progress(
+            &words_of("Can we make it 8 o'clock instead of 7?"),
+            &words_of("Can we make it eight o'clock instead of seven?")
+        ));
     }
 
     /// Starts and ends alternate and never go back in time.

@@ -135,8 +135,9 @@ pub fn wer(reference: &str, hypothesis: &str) -> f64 {
     prev[h.len()] as f64 / r.len() as f64
 }
 
-/// Lower-cased words without punctuation; whole numbers (up to 999 999) spelled out.
-fn normalise_words(text: &str) -> Vec<String> {
+/// Lower-cased words without punctuation; whole numbers (up to 999 999) spelled out, so "7"
+/// and "seven" are the same word.
+pub fn normalise_words(text: &str) -> Vec<String> {
     let cleaned: String = text
         .chars()
         .map(|c| match c {
