@@ -276,8 +276,8 @@ async fn with_the_end_of_turn_model_each_pause_gets_a_hint_and_the_turns_still_c
 /// at 6.9–10.0 and 12.5–14.85 s), 0 % WER over the call (11.1 % in some runs: "Colin for" for
 /// "calling to"). Before session 17: the greeting was cut for good and the call was one turn from
 /// 0.3 s on. When the second turn first ended at its words rather than with the audio, the babble
-/// after it came back as a third turn, "Okay.": words found in the café bed, mixed 10 dB under the caller's
-/// level, which the listener now leaves to the background.
+/// after it came back as a third turn, "Okay.": words found in the café bed, mixed 10 dB under
+/// the caller's level, which the listener now leaves to the background.
 #[tokio::test]
 async fn babble_before_the_first_words_does_not_silence_the_greeting() {
     let _one = ONE_AT_A_TIME.lock().await;
