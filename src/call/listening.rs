@@ -284,6 +284,8 @@ pub struct Listening {
     /// utterance after it is not announced before that, so the turn its words make is decided
     /// first whichever engine answers first (a remote final pass comes after a local partial).
     cut_final: Option<u64>,
+    /// Quiet passes that finished while [`Self::cut_final`] was out (see [`Self::on_stt`]).
+    held_quiet: Vec<SttDone>,
     /// The caller's speech level ([`speech_level_db`]), from their utterances with words.
     caller_level_db: Option<f32>,
     stt_partial: Histogram,
@@ -322,6 +324,7 @@ impl Listening {
             speculation: None,
             promoted: Vec::new(),
             cut_final: None,
+            held_quiet: Vec::new(),
             caller_level_db: None,
             stt_partial: metrics.stt("partial"),
             stt_final: metrics.stt(final_pass),
@@ -338,6 +341,12 @@ impl Listening {
 
     /// Takes one 20 ms frame; pushes speech events to `events` and STT requests to `jobs`.
     pub fn on_frame(&mut self, frame: &[i16], events: &mut Vec<ListenerEvent>, jobs: &mut Vec<SttJob>) {
+        self.hear(frame, events, jobs);
+        // A cut utterance's transcript may have come out with this frame (a speculative pass).
+        self.release_held(events);
+    }
+
+    fn hear(&mut self, frame: &[i16], events: &mut Vec<ListenerEvent>, jobs: &mut Vec<SttJob>) {
         // On the raw audio: the denoiser would remove a steady tone.
         if let Some(detector) = self.beep.as_mut() {
             if let Some(b) = detector.push(frame) {
@@ -644,9 +653,26 @@ impl Listening {
         let cut_final_pending = self.cut_final.is_some();
         let caller_level_db = self.caller_level_db;
         let u = self.utterance.as_mut()?;
-        let words = words_of(text);
-        if words.is_empty() {
-            u.empty_at = covered;
+        let mut words = words_of(text);
+        if u.quiet && !words.is_empty() {
+            // The audio the words may be in: from shortly before what the last empty partial
+            // heard. Much quieter than the caller, they are the background's: as if none.
+            let heard = covered.min(u.samples.len());
+            let from = u.empty_at.saturating_sub(WORD_MARGIN_SAMPLES).min(heard);
+            if caller_level_db
+                .is_some_and(|l| speech_level_db(&u.samples[from..heard]) < l - QUIET_LEVEL_MARGIN_DB)
+            {
+                words.clear();
+            }
+        }
+        // A quiet utterance holding words (until the cut utterance's transcript is out) keeps
+        // where they may begin: an empty partial since is a dropout.
+        let holding = u.quiet && !u.words.is_empty();
+        let has_words = !words.is_empty();
+        if !has_words {
+            if !holding {
+                u.empty_at = covered;
+            }
         } else {
             u.complete = completeness(text) == Completeness::Complete;
         }
@@ -663,13 +689,7 @@ impl Listening {
         } else if !u.quiet && vad_speaking && covered >= no_words {
             u.wordless = true;
         }
-        let from = u.empty_at.saturating_sub(WORD_MARGIN_SAMPLES).min(covered);
-        let loud = || {
-            caller_level_db.is_none_or(|l| {
-                speech_level_db(&u.samples[from..covered.min(u.samples.len())]) >= l - QUIET_LEVEL_MARGIN_DB
-            })
-        };
-        if u.quiet && !u.words.is_empty() && !cut_final_pending && loud() {
+        if u.quiet && has_words && !cut_final_pending {
             // The words came after what the last empty partial heard (less a margin for a word
             // it had only the start of): the utterance starts there.
             let cut = (u.empty_at.saturating_sub(WORD_MARGIN_SAMPLES) / PIPELINE_FRAME_SAMPLES)
@@ -693,8 +713,26 @@ impl Listening {
 
     /// A speech-to-text request finished: pushes the events it makes, if still relevant.
     pub fn on_stt(&mut self, done: SttDone, events: &mut Vec<ListenerEvent>) {
+        if done.kind == JobKind::Quiet && self.cut_final.is_some() {
+            // Its words come after the cut utterance's: held until that transcript is out.
+            self.held_quiet.push(done);
+            return;
+        }
         if let Some(last) = self.stt_event(done, events) {
             events.push(last);
+        }
+        self.release_held(events);
+    }
+
+    /// The quiet passes held back by [`Self::cut_final`], once it is out.
+    fn release_held(&mut self, events: &mut Vec<ListenerEvent>) {
+        if self.cut_final.is_some() || self.held_quiet.is_empty() {
+            return;
+        }
+        for done in std::mem::take(&mut self.held_quiet) {
+            if let Some(last) = self.stt_event(done, events) {
+                events.push(last);
+            }
         }
     }
 
@@ -1188,6 +1226,36 @@ mod tests {
             let got: Vec<String> = finals(&events).into_iter().map(|f| f.1).collect();
             assert_eq!(got, ["pass 1", "pass 2"], "delay {final_delay}");
         }
+    }
+
+    /// The quiet utterance after a cut ends (the VAD) with words in its last audio while the cut
+    /// utterance's final pass is still out: its start, end and transcript wait for that one.
+    #[test]
+    fn a_quiet_pass_that_answers_first_waits_for_the_cut_utterances_transcript() {
+        let metrics = Metrics::new();
+        let stt = Scripted::with_partials();
+        let changing =
+            ["a", "a b", "a b c", "a b c d", "a b c d e", "a b c d e f", "a b c d e f g", "a b c d e f g h"];
+        stt.script.lock().unwrap().extend(changing);
+        stt.script.lock().unwrap().extend(["hello there"; 4]);
+        stt.script.lock().unwrap().extend([""; 40]);
+        stt.finals.lock().unwrap().extend(["pass 1", "On Friday."]);
+        let mut l = listening(&stt, &metrics);
+        let audio = [silence(500), hello(), hello()[..16 * 2000].to_vec(), silence(3000)].concat();
+        let events = run_by_kind(&mut l, &audio, |kind| match kind {
+            JobKind::Partial | JobKind::Quiet => 0,
+            _ => 100,
+        });
+        let order: Vec<String> = events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                ListenerEvent::SpeechStarted { .. } => Some("started".to_string()),
+                ListenerEvent::SpeechEnded { .. } => Some("ended".to_string()),
+                ListenerEvent::Final { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(order, ["started", "ended", "pass 1", "started", "ended", "On Friday."]);
     }
 
     /// After the words stopped, sound whose partials have no words until the VAD ends it: the
